@@ -1,0 +1,81 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# kcmux: the Makefile for humans.  Kbuild holds the kbuild description.
+#
+#   make                 module for KDIR (running kernel, else newest headers)
+#   make modules-all     module for every supported kernel: build/<rel>/kcmux.ko
+#   make lint            W=1, sparse (C=2) and checkpatch --strict, all kernels
+#   make check           everything above, then all selftests in QEMU
+#   make demo            boot a VM, load kcmux, show it working
+#   make clean
+
+SHELL		:= /bin/bash
+TOP		:= $(CURDIR)
+KERNELS_SH	:= $(TOP)/scripts/kernels.sh
+DEPS_SH		:= $(TOP)/scripts/deps.sh
+CACHE		?= $(or $(KCMUX_CACHE),$(HOME)/.cache/kcmux)
+KDIR		?= $(shell $(KERNELS_SH) default-kdir 2>/dev/null)
+MODULE_SRCS	:= Kbuild $(wildcard kcm/*.c kcm/*.h) include/uapi/linux/kcm.h
+
+.PHONY: all module modules-all lint checkpatch check demo deps clean help
+
+all: module
+
+help:
+	@sed -n '3,12p' Makefile
+
+module:
+	$(MAKE) -C $(KDIR) M=$(TOP) modules
+
+# Each kernel gets its own object directory of symlinks to the sources,
+# so builds for different kernels never share an object file.
+build/%/kcmux.ko: $(MODULE_SRCS)
+	@mkdir -p build/$*/kcm build/$*/include
+	@ln -sfn $(TOP)/Kbuild build/$*/Kbuild
+	@ln -sfn $(TOP)/include/uapi build/$*/include/uapi
+	@for f in kcm/*.c kcm/*.h; do ln -sfn $(TOP)/$$f build/$*/$$f; done
+	$(MAKE) -C $$($(KERNELS_SH) kdir $*) M=$(TOP)/build/$* \
+		W=$(W) C=$(C) modules
+
+modules-all:
+	@$(DEPS_SH) build
+	@set -e; for rel in $$($(KERNELS_SH) list); do \
+		$(MAKE) --no-print-directory build/$$rel/kcmux.ko; done
+
+# W=1 and sparse over a clean rebuild of every kernel, then checkpatch.
+lint: checkpatch
+	@$(DEPS_SH) build source
+	@set -e; for rel in $$($(KERNELS_SH) list); do \
+		rm -rf build/lint-$$rel; \
+		mkdir -p build/lint-$$rel/kcm build/lint-$$rel/include; \
+		ln -sfn $(TOP)/Kbuild build/lint-$$rel/Kbuild; \
+		ln -sfn $(TOP)/include/uapi build/lint-$$rel/include/uapi; \
+		for f in kcm/*.c kcm/*.h; do ln -sfn $(TOP)/$$f build/lint-$$rel/$$f; done; \
+		echo "lint: W=1 C=2 on $$rel"; \
+		$(MAKE) -s -C $$($(KERNELS_SH) kdir $$rel) M=$(TOP)/build/lint-$$rel \
+			W=1 C=2 modules 2>&1 | tee build/lint-$$rel.log; \
+		if grep -E 'warning|error' build/lint-$$rel.log; then \
+			echo "lint: $$rel is not clean"; exit 1; fi; \
+	done
+
+checkpatch:
+	@$(DEPS_SH) source
+	@$(TOP)/scripts/checkpatch.sh kcm/*.c kcm/*.h include/uapi/linux/kcm.h
+
+check: modules-all lint
+	@$(DEPS_SH) vm tests source
+	$(MAKE) -C selftests
+	selftests/run-all.sh
+
+demo: modules-all
+	@$(DEPS_SH) vm tests source
+	$(MAKE) -C selftests
+	scripts/demo.sh
+
+deps:
+	$(DEPS_SH) build vm tests source
+
+clean:
+	rm -rf build
+	-$(MAKE) -C selftests clean
+	rm -f *.o *.ko *.mod *.mod.c modules.order Module.symvers .*.cmd kcm/*.o kcm/.*.cmd

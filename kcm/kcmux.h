@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * kcmux private definitions.
+ *
+ * Objects
+ *   kcmux_mux    one multiplexor; lives while at least one KCM socket does.
+ *   kcmux_sock   a KCM socket (struct sock first); holds a mux reference.
+ *   kcmux_psock  an attached TCP socket; owned by its mux.
+ *
+ * Locks, in the order they nest:
+ *   1. KCM socket lock (lock_sock)      tx state of that KCM socket
+ *   2. TCP socket lock (lock_sock, or   rx framing state of its psock
+ *      bh_lock_sock in softirq)
+ *   3. mux->lock (spinlock, BH)         every list in the mux, steering,
+ *                                       tx reservations, parked messages
+ *   4. KCM sk_receive_queue.lock        the receive queue itself
+ *   kcmux_net::lock (mutex) nests outside all of them and only guards the
+ *   per-netns list of muxes.
+ *
+ * The rx path never takes a KCM socket lock, so a KCM socket lock may be
+ * held while taking a TCP socket lock (tx) but never the other way round.
+ */
+#ifndef _KCMUX_H
+#define _KCMUX_H
+
+#include <linux/bpf.h>
+#include <linux/list.h>
+#include <linux/skbuff.h>
+#include <linux/spinlock.h>
+#include <linux/workqueue.h>
+#include <net/sock.h>
+
+#include "../include/uapi/linux/kcm.h"
+#include "compat.h"
+
+extern struct workqueue_struct *kcmux_wq;
+
+/*
+ * Counters are plain integers: rx ones are written under the TCP socket
+ * lock, tx ones by the KCM socket owning the psock, mux ones under
+ * mux->lock.  Readers (/proc) accept a torn or stale value.
+ */
+struct kcmux_psock_stats {
+	u64 rx_msgs;
+	u64 rx_bytes;
+	u64 tx_msgs;
+	u64 tx_bytes;
+	u32 tx_reserved;
+	u32 tx_unreserved;
+	u32 rx_interrupted;	/* framing restarted after a memory shortage */
+	u32 rx_unrecoverable;
+	u32 rx_mem_fail;
+	u32 rx_need_more_hdr;
+	u32 rx_bad_len;		/* parser returned an error */
+	u32 rx_too_big;
+	u32 rx_timeouts;
+	u32 tx_aborts;
+};
+
+struct kcmux_mux_stats {
+	u64 rx_msgs;
+	u64 rx_bytes;
+	u32 tx_retries;
+	u32 psock_attach;
+	u32 psock_unattach;
+	u32 psock_unattach_rsvd;
+	u32 rx_ready_drops;
+};
+
+struct kcmux_sock_stats {
+	u64 rx_msgs;
+	u64 rx_bytes;
+	u64 tx_msgs;
+	u64 tx_bytes;
+};
+
+/* Per network namespace state. */
+struct kcmux_net {
+	struct mutex lock;		/* protects mux_list and retired stats */
+	struct list_head mux_list;
+	int mux_count;
+	struct kcmux_mux_stats retired_mux;
+	struct kcmux_psock_stats retired_psock;
+};
+
+struct kcmux_mux {
+	struct net *net;
+	struct list_head net_node;	/* kcmux_net::mux_list */
+	refcount_t refcnt;		/* one per KCM socket */
+
+	spinlock_t lock;
+	/* All below under lock. */
+	struct list_head socks;		/* every KCM socket */
+	struct list_head psocks;	/* every psock, until it is freed */
+	struct list_head rx_socks;	/* KCM sockets that can take a message */
+	struct list_head rx_psocks;	/* psocks parked on a ready message */
+	struct sk_buff_head rx_hold;	/* messages waiting for any socket */
+	struct list_head tx_psocks;	/* psocks free to carry a message */
+	struct list_head tx_socks;	/* KCM sockets waiting for a psock */
+	int nr_socks;
+	int nr_psocks;
+	u32 next_sock_index;
+	u32 next_psock_index;
+	struct kcmux_mux_stats stats;
+	struct kcmux_psock_stats retired_psock;	/* from freed psocks */
+};
+
+/*
+ * Framing state of one psock: which bytes of the TCP stream belong to the
+ * message being assembled.  Owned by whoever holds the TCP socket lock.
+ */
+struct kcmux_frame {
+	struct sk_buff *head;	/* message being assembled, or NULL */
+	struct sk_buff **tailp;	/* where the next continuation goes */
+	struct sk_buff *view;	/* linear copy the parser reads */
+	u32 msg_len;		/* full length, 0 while still unknown */
+	u32 have;		/* message bytes consumed from TCP so far */
+	unsigned long start;	/* jiffies when the first byte arrived */
+	bool stopped;		/* error posted or unattaching: read no more */
+};
+
+struct kcmux_psock {
+	struct kcmux_mux *mux;
+	struct sock *sk;		/* the TCP socket */
+	struct file *file;		/* pins sk while attached */
+	struct bpf_prog *prog;
+	u32 index;
+	struct list_head mux_node;	/* mux->psocks */
+
+	void (*saved_data_ready)(struct sock *sk);
+	void (*saved_write_space)(struct sock *sk);
+	void (*saved_state_change)(struct sock *sk);
+
+	struct kcmux_frame frame;	/* under the TCP socket lock */
+	struct delayed_work rx_work;	/* reads when softirq could not */
+	struct delayed_work rx_timer;	/* assembly timeout */
+	bool peer_closed;		/* set by state_change; TCP lock */
+
+	/* Under mux->lock. */
+	struct sk_buff *rx_ready;	/* message no KCM socket could take */
+	struct list_head rx_node;	/* mux->rx_psocks while parked */
+	bool rx_paused;			/* stop reading until rx_ready is taken */
+	struct kcmux_sock *tx_owner;	/* KCM socket transmitting on us */
+	struct list_head tx_node;	/* mux->tx_psocks while free */
+	bool tx_stopped;		/* never reserve again */
+	bool unattaching;
+	bool owner_releases;		/* tx_owner calls kcmux_psock_release() */
+
+	struct kcmux_psock_stats stats;
+};
+
+struct kcmux_sock {
+	struct sock sk;
+	struct kcmux_mux *mux;
+	u32 index;
+	struct list_head mux_node;	/* mux->socks */
+
+	/* Under mux->lock. */
+	struct list_head rx_node;	/* mux->rx_socks while rx_ready */
+	bool rx_ready;
+	bool rx_disabled;
+	bool closing;
+	struct kcmux_psock *tx_psock;	/* reserved for our write queue */
+	struct list_head tx_node;	/* mux->tx_socks while tx_waiting */
+	bool tx_waiting;
+
+	/* Under the KCM socket lock. */
+	struct sk_buff *tx_partial;	/* message still being written */
+	struct work_struct tx_work;
+
+	struct kcmux_sock_stats stats;
+};
+
+/*
+ * Per-message metadata in skb->cb of a message skb: the message occupies
+ * [offset, offset + len) of the skb and its frag_list.
+ */
+struct kcmux_msg_cb {
+	u32 offset;
+	u32 len;
+	u32 sent;		/* bytes already sent (tx) or read (rx) */
+	struct sk_buff *tail;	/* tx: last skb of the chain */
+};
+
+static inline struct kcmux_msg_cb *kcmux_msg_cb(struct sk_buff *skb)
+{
+	BUILD_BUG_ON(sizeof(struct kcmux_msg_cb) > sizeof(skb->cb));
+	return (struct kcmux_msg_cb *)skb->cb;
+}
+
+static inline struct kcmux_sock *kcmux_sk(struct sock *sk)
+{
+	return container_of(sk, struct kcmux_sock, sk);
+}
+
+/* netns.c */
+extern unsigned int kcmux_net_id;
+struct kcmux_net *kcmux_net(struct net *net);
+int kcmux_netns_init(void);
+void kcmux_netns_uninit(void);
+
+/* socket.c */
+int kcmux_socket_init(void);
+void kcmux_socket_uninit(void);
+
+/* mux.c */
+struct kcmux_mux *kcmux_mux_create(struct net *net);
+void kcmux_mux_add_sock(struct kcmux_mux *mux, struct kcmux_sock *kcm);
+void kcmux_mux_put(struct kcmux_mux *mux);
+void kcmux_psock_stats_add(struct kcmux_psock_stats *to,
+			   const struct kcmux_psock_stats *from);
+void kcmux_mux_retire_psock(struct kcmux_mux *mux, struct kcmux_psock *psock);
+int kcmux_clone(struct socket *sock, struct kcm_clone __user *uinfo);
+
+/* psock.c */
+int kcmux_attach(struct socket *sock, const struct kcm_attach *info);
+int kcmux_unattach(struct socket *sock, const struct kcm_unattach *info);
+void kcmux_psock_stop(struct kcmux_psock *psock, int err);
+void kcmux_psock_release(struct kcmux_psock *psock);
+void kcmux_psock_unattach_all(struct kcmux_mux *mux);
+
+/* frame.c */
+void kcmux_frame_read(struct kcmux_psock *psock);
+void kcmux_frame_stop(struct kcmux_psock *psock);
+void kcmux_frame_timeout(struct kcmux_psock *psock);
+
+/* rx.c */
+bool kcmux_rx_deliver(struct kcmux_psock *psock, struct sk_buff *skb);
+void kcmux_rx_sock_ready(struct kcmux_sock *kcm);
+void kcmux_rx_requeue_queue(struct kcmux_sock *kcm);
+void kcmux_rx_unpark(struct kcmux_psock *psock);
+int kcmux_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
+		  int flags);
+ssize_t kcmux_splice_read(struct socket *sock, loff_t *ppos,
+			  struct pipe_inode_info *pipe, size_t len,
+			  unsigned int flags);
+int kcmux_set_recv_disable(struct kcmux_sock *kcm, bool disable);
+
+/* tx.c */
+int kcmux_sendmsg(struct socket *sock, struct msghdr *msg, size_t len);
+void kcmux_tx_work(struct work_struct *work);
+void kcmux_tx_psock_available(struct kcmux_mux *mux,
+			      struct kcmux_psock *psock);
+void kcmux_tx_wake_owner(struct kcmux_psock *psock);
+void kcmux_tx_release(struct kcmux_sock *kcm);
+
+/* proc.c */
+int kcmux_proc_init_net(struct net *net);
+void kcmux_proc_exit_net(struct net *net);
+
+#endif /* _KCMUX_H */

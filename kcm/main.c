@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kcmux: a maintained Kernel Connection Multiplexor (AF_KCM).
+ *
+ * Module entry points only: bring the pieces up in order, tear them down
+ * in reverse.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/module.h>
+#include <linux/net.h>
+
+#include "kcmux.h"
+
+struct workqueue_struct *kcmux_wq;
+
+static int __init kcmux_init(void)
+{
+	int err;
+
+	kcmux_wq = alloc_workqueue("kcmux", WQ_MEM_RECLAIM, 0);
+	if (!kcmux_wq)
+		return -ENOMEM;
+
+	err = kcmux_netns_init();
+	if (err)
+		goto err_netns;
+
+	err = kcmux_socket_init();
+	if (err)
+		goto err_socket;
+
+	pr_info("AF_KCM (family %d) ready\n", PF_KCM);
+	return 0;
+
+err_socket:
+	kcmux_netns_uninit();
+err_netns:
+	destroy_workqueue(kcmux_wq);
+	return err;
+}
+
+static void __exit kcmux_exit(void)
+{
+	kcmux_socket_uninit();
+	kcmux_netns_uninit();
+	destroy_workqueue(kcmux_wq);
+}
+
+module_init(kcmux_init);
+module_exit(kcmux_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("Kernel Connection Multiplexor (AF_KCM), maintained out of tree");
+MODULE_AUTHOR("kcmux developers");
+MODULE_ALIAS_NETPROTO(PF_KCM);

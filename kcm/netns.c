@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Per network namespace state: the list of muxes and the /proc files. */
+#include <net/net_namespace.h>
+#include <net/netns/generic.h>
+
+#include "kcmux.h"
+
+unsigned int kcmux_net_id __read_mostly;
+
+struct kcmux_net *kcmux_net(struct net *net)
+{
+	return net_generic(net, kcmux_net_id);
+}
+
+static int __net_init kcmux_net_init(struct net *net)
+{
+	struct kcmux_net *knet = kcmux_net(net);
+
+	mutex_init(&knet->lock);
+	INIT_LIST_HEAD(&knet->mux_list);
+	return kcmux_proc_init_net(net);
+}
+
+static void __net_exit kcmux_net_exit(struct net *net)
+{
+	struct kcmux_net *knet = kcmux_net(net);
+
+	kcmux_proc_exit_net(net);
+	/* Every KCM socket holds a reference on its netns. */
+	WARN_ON_ONCE(!list_empty(&knet->mux_list));
+}
+
+static struct pernet_operations kcmux_net_ops = {
+	.init = kcmux_net_init,
+	.exit = kcmux_net_exit,
+	.id   = &kcmux_net_id,
+	.size = sizeof(struct kcmux_net),
+};
+
+int kcmux_netns_init(void)
+{
+	return register_pernet_device(&kcmux_net_ops);
+}
+
+void kcmux_netns_uninit(void)
+{
+	unregister_pernet_device(&kcmux_net_ops);
+}

@@ -1,0 +1,365 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * psocks: TCP sockets attached to a mux.  Attach, unattach, the TCP
+ * callbacks we install, and posting errors on the TCP socket.
+ */
+#include <linux/bpf.h>
+#include <linux/file.h>
+#include <linux/filter.h>
+#include <linux/net.h>
+#include <linux/slab.h>
+#include <net/inet_connection_sock.h>
+#include <net/sock.h>
+#include <net/tcp_states.h>
+
+#include "kcmux.h"
+
+static void kcmux_psock_data_ready(struct sock *sk);
+
+/* Callbacks hold sk_callback_lock for reading; release takes it to write. */
+static struct kcmux_psock *kcmux_psock_of(struct sock *sk)
+{
+	return rcu_dereference_protected(__sk_user_data(sk),
+					 lockdep_is_held(&sk->sk_callback_lock));
+}
+
+/* TCP socket locked (bh or owner), as TCP calls sk_data_ready. */
+static void kcmux_psock_data_ready(struct sock *sk)
+{
+	struct kcmux_psock *psock;
+
+	read_lock_bh(&sk->sk_callback_lock);
+	psock = kcmux_psock_of(sk);
+	if (unlikely(!psock)) {
+		void (*ready)(struct sock *sk) = READ_ONCE(sk->sk_data_ready);
+
+		/* Raced with release: the original callback is back. */
+		if (ready != kcmux_psock_data_ready)
+			ready(sk);
+	} else if (psock->frame.stopped) {
+		/* We no longer read; whoever else waits on the socket may. */
+		psock->saved_data_ready(sk);
+	} else if (sock_owned_by_user_nocheck(sk)) {
+		queue_delayed_work(kcmux_wq, &psock->rx_work, 0);
+	} else {
+		kcmux_frame_read(psock);
+	}
+	read_unlock_bh(&sk->sk_callback_lock);
+}
+
+static void kcmux_psock_write_space(struct sock *sk)
+{
+	struct kcmux_psock *psock;
+
+	read_lock_bh(&sk->sk_callback_lock);
+	psock = kcmux_psock_of(sk);
+	if (likely(psock))
+		kcmux_tx_wake_owner(psock);
+	read_unlock_bh(&sk->sk_callback_lock);
+}
+
+/* TCP socket locked. */
+static void kcmux_psock_state_change(struct sock *sk)
+{
+	struct kcmux_psock *psock;
+
+	read_lock_bh(&sk->sk_callback_lock);
+	psock = kcmux_psock_of(sk);
+	if (likely(psock) && sk->sk_state != TCP_ESTABLISHED) {
+		/* Deliver what is already framed first, then post the error. */
+		psock->peer_closed = true;
+		queue_delayed_work(kcmux_wq, &psock->rx_work, 0);
+	}
+	read_unlock_bh(&sk->sk_callback_lock);
+}
+
+static void kcmux_psock_rx_work(struct work_struct *work)
+{
+	struct kcmux_psock *psock = container_of(to_delayed_work(work),
+						 struct kcmux_psock, rx_work);
+	struct sock *sk = psock->sk;
+
+	lock_sock(sk);
+	kcmux_frame_read(psock);
+	if (psock->peer_closed && !psock->frame.stopped &&
+	    !READ_ONCE(psock->rx_paused))
+		kcmux_psock_stop(psock, EPIPE);
+	release_sock(sk);
+}
+
+static void kcmux_psock_rx_timer(struct work_struct *work)
+{
+	struct kcmux_psock *psock = container_of(to_delayed_work(work),
+						 struct kcmux_psock, rx_timer);
+
+	lock_sock(psock->sk);
+	kcmux_frame_timeout(psock);
+	release_sock(psock->sk);
+}
+
+/*
+ * Posts err on the TCP socket (POLLERR, SO_ERROR) and stops using the
+ * psock in both directions.  A message in flight on it still completes,
+ * so the stream stays well formed.  TCP socket locked.
+ */
+void kcmux_psock_stop(struct kcmux_psock *psock, int err)
+{
+	struct kcmux_mux *mux = psock->mux;
+	struct sock *sk = psock->sk;
+
+	kcmux_frame_stop(psock);
+
+	spin_lock_bh(&mux->lock);
+	psock->tx_stopped = true;
+	list_del_init(&psock->tx_node);
+	spin_unlock_bh(&mux->lock);
+
+	WRITE_ONCE(sk->sk_err, err);
+	sk_error_report(sk);
+}
+
+static int kcmux_psock_check(struct sock *csk)
+{
+	if ((csk->sk_family != AF_INET && csk->sk_family != AF_INET6) ||
+	    csk->sk_type != SOCK_STREAM || csk->sk_protocol != IPPROTO_TCP)
+		return -EOPNOTSUPP;
+	if (csk->sk_state == TCP_LISTEN || csk->sk_state == TCP_CLOSE)
+		return -EOPNOTSUPP;
+	/* kTLS and other ULPs own the socket's callbacks too. */
+	if (inet_csk(csk)->icsk_ulp_ops)
+		return -EBUSY;
+	return 0;
+}
+
+static int kcmux_psock_install(struct kcmux_psock *psock, struct sock *csk)
+{
+	write_lock_bh(&csk->sk_callback_lock);
+	if (rcu_access_pointer(__sk_user_data(csk))) {
+		write_unlock_bh(&csk->sk_callback_lock);
+		return -EALREADY;
+	}
+	psock->saved_data_ready = csk->sk_data_ready;
+	psock->saved_write_space = csk->sk_write_space;
+	psock->saved_state_change = csk->sk_state_change;
+	rcu_assign_sk_user_data(csk, psock);
+	WRITE_ONCE(csk->sk_data_ready, kcmux_psock_data_ready);
+	WRITE_ONCE(csk->sk_write_space, kcmux_psock_write_space);
+	WRITE_ONCE(csk->sk_state_change, kcmux_psock_state_change);
+	write_unlock_bh(&csk->sk_callback_lock);
+	return 0;
+}
+
+static void kcmux_psock_uninstall(struct kcmux_psock *psock)
+{
+	struct sock *csk = psock->sk;
+
+	write_lock_bh(&csk->sk_callback_lock);
+	WRITE_ONCE(csk->sk_data_ready, psock->saved_data_ready);
+	WRITE_ONCE(csk->sk_write_space, psock->saved_write_space);
+	WRITE_ONCE(csk->sk_state_change, psock->saved_state_change);
+	rcu_assign_sk_user_data(csk, NULL);
+	write_unlock_bh(&csk->sk_callback_lock);
+}
+
+int kcmux_attach(struct socket *sock, const struct kcm_attach *info)
+{
+	struct kcmux_mux *mux = kcmux_sk(sock->sk)->mux;
+	struct kcmux_psock *psock;
+	struct socket *csock;
+	struct bpf_prog *prog;
+	struct sock *csk;
+	int err;
+
+	csock = sockfd_lookup(info->fd, &err);
+	if (!csock)
+		return -ENOENT;
+	csk = csock->sk;
+	if (!csk) {
+		err = -EINVAL;
+		goto out_put_sock;
+	}
+
+	prog = bpf_prog_get_type(info->bpf_fd, BPF_PROG_TYPE_SOCKET_FILTER);
+	if (IS_ERR(prog)) {
+		err = PTR_ERR(prog);
+		goto out_put_sock;
+	}
+
+	psock = kzalloc(sizeof(*psock), GFP_KERNEL);
+	if (!psock) {
+		err = -ENOMEM;
+		goto out_put_prog;
+	}
+	psock->mux = mux;
+	psock->sk = csk;
+	psock->prog = prog;
+	INIT_LIST_HEAD(&psock->rx_node);
+	INIT_LIST_HEAD(&psock->tx_node);
+	INIT_DELAYED_WORK(&psock->rx_work, kcmux_psock_rx_work);
+	INIT_DELAYED_WORK(&psock->rx_timer, kcmux_psock_rx_timer);
+
+	lock_sock(csk);
+	err = kcmux_psock_check(csk);
+	if (!err)
+		err = kcmux_psock_install(psock, csk);
+	if (err) {
+		release_sock(csk);
+		kfree(psock);
+		goto out_put_prog;
+	}
+	/* The mux keeps the TCP socket alive even if the application closes it. */
+	psock->file = get_file(csock->file);
+
+	spin_lock_bh(&mux->lock);
+	psock->index = mux->next_psock_index++;
+	list_add_tail(&psock->mux_node, &mux->psocks);
+	mux->nr_psocks++;
+	mux->stats.psock_attach++;
+	kcmux_tx_psock_available(mux, psock);
+	spin_unlock_bh(&mux->lock);
+
+	/* Bytes that arrived before the attach are messages too. */
+	kcmux_frame_read(psock);
+	release_sock(csk);
+
+	sockfd_put(csock);
+	return 0;
+
+out_put_prog:
+	bpf_prog_put(prog);
+out_put_sock:
+	sockfd_put(csock);
+	return err;
+}
+
+/*
+ * Gives the TCP socket back: callbacks restored, framing state dropped,
+ * a parked message handed to the mux, the socket unpinned.  Called once
+ * the psock carries no message (tx_owner == NULL).  Process context.
+ */
+void kcmux_psock_release(struct kcmux_psock *psock)
+{
+	struct kcmux_mux *mux = psock->mux;
+	struct sock *csk = psock->sk;
+
+	lock_sock(csk);
+	kcmux_psock_uninstall(psock);
+	kcmux_frame_stop(psock);
+	release_sock(csk);
+
+	/* After this nobody can queue rx_work for us again. */
+	kcmux_rx_unpark(psock);
+	cancel_delayed_work_sync(&psock->rx_work);
+	cancel_delayed_work_sync(&psock->rx_timer);
+
+	spin_lock_bh(&mux->lock);
+	list_del(&psock->tx_node);
+	list_del(&psock->mux_node);
+	mux->nr_psocks--;
+	kcmux_mux_retire_psock(mux, psock);
+	spin_unlock_bh(&mux->lock);
+
+	bpf_prog_put(psock->prog);
+	fput(psock->file);
+	kfree(psock);
+}
+
+/*
+ * Starts an unattach: no new message will be assigned to the psock.
+ * It stays allocated at least until kcmux_psock_finish_unattach().
+ */
+static void kcmux_psock_begin_unattach(struct kcmux_psock *psock)
+{
+	struct kcmux_mux *mux = psock->mux;
+
+	lockdep_assert_held(&mux->lock);
+	psock->unattaching = true;
+	psock->tx_stopped = true;
+	list_del_init(&psock->tx_node);
+	mux->stats.psock_unattach++;
+}
+
+/*
+ * Returns true if the caller must call kcmux_psock_release() now, false
+ * if the KCM socket transmitting on it will, once its message is out.
+ */
+static bool kcmux_psock_finish_unattach(struct kcmux_psock *psock)
+{
+	struct kcmux_mux *mux = psock->mux;
+	bool release_now;
+
+	spin_lock_bh(&mux->lock);
+	release_now = !psock->tx_owner;
+	if (!release_now) {
+		psock->owner_releases = true;
+		mux->stats.psock_unattach_rsvd++;
+	}
+	spin_unlock_bh(&mux->lock);
+	return release_now;
+}
+
+int kcmux_unattach(struct socket *sock, const struct kcm_unattach *info)
+{
+	struct kcmux_mux *mux = kcmux_sk(sock->sk)->mux;
+	struct kcmux_psock *psock, *found = NULL;
+	struct socket *csock;
+	int err;
+
+	csock = sockfd_lookup(info->fd, &err);
+	if (!csock)
+		return -ENOENT;
+	if (!csock->sk) {
+		err = -EINVAL;
+		goto out;
+	}
+
+	err = -ENOENT;
+	spin_lock_bh(&mux->lock);
+	list_for_each_entry(psock, &mux->psocks, mux_node) {
+		if (psock->sk != csock->sk)
+			continue;
+		if (psock->unattaching) {
+			err = -EALREADY;
+		} else {
+			found = psock;
+			kcmux_psock_begin_unattach(psock);
+			err = 0;
+		}
+		break;
+	}
+	spin_unlock_bh(&mux->lock);
+
+	if (found) {
+		/* Receiving stops now, whoever releases the psock. */
+		lock_sock(found->sk);
+		kcmux_frame_stop(found);
+		release_sock(found->sk);
+		if (kcmux_psock_finish_unattach(found))
+			kcmux_psock_release(found);
+	}
+out:
+	sockfd_put(csock);
+	return err;
+}
+
+/* The last KCM socket is gone: give every TCP socket back. */
+void kcmux_psock_unattach_all(struct kcmux_mux *mux)
+{
+	struct kcmux_psock *psock;
+
+	for (;;) {
+		spin_lock_bh(&mux->lock);
+		psock = list_first_entry_or_null(&mux->psocks,
+						 struct kcmux_psock, mux_node);
+		/* With no KCM socket left, no unattach or owner is running. */
+		if (psock && !psock->unattaching)
+			kcmux_psock_begin_unattach(psock);
+		spin_unlock_bh(&mux->lock);
+
+		if (!psock)
+			break;
+		if (WARN_ON_ONCE(!kcmux_psock_finish_unattach(psock)))
+			break;
+		kcmux_psock_release(psock);
+	}
+}

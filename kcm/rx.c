@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Receive side: steering complete messages to KCM sockets, parking them
+ * when no socket has room, requeueing, and recvmsg/splice_read.
+ *
+ * A KCM socket is on mux->rx_socks while it can take a message (receive
+ * enabled and rmem below rcvbuf).  Messages go to the first socket on the
+ * list, which then moves to the tail, so busy readers share the load.
+ * When the list is empty, the psock parks its message and stops reading
+ * from TCP, which pushes back on the peer through the TCP window.
+ */
+#include <linux/net.h>
+#include <linux/skbuff.h>
+#include <linux/splice.h>
+#include <net/sock.h>
+
+#include "kcmux.h"
+
+static void kcmux_rfree(struct sk_buff *skb)
+{
+	atomic_sub(skb->truesize, &skb->sk->sk_rmem_alloc);
+}
+
+static bool kcmux_rx_has_room(struct sock *sk)
+{
+	return atomic_read(&sk->sk_rmem_alloc) < READ_ONCE(sk->sk_rcvbuf);
+}
+
+/* Queues one message on kcm and wakes its reader.  mux->lock held. */
+static void kcmux_rx_enqueue(struct kcmux_sock *kcm, struct sk_buff *skb)
+{
+	struct sock *sk = &kcm->sk;
+
+	lockdep_assert_held(&kcm->mux->lock);
+
+	skb->sk = sk;
+	skb->destructor = kcmux_rfree;
+	atomic_add(skb->truesize, &sk->sk_rmem_alloc);
+	skb_queue_tail(&sk->sk_receive_queue, skb);
+
+	if (kcmux_rx_has_room(sk)) {
+		list_move_tail(&kcm->rx_node, &kcm->mux->rx_socks);
+	} else {
+		list_del_init(&kcm->rx_node);
+		kcm->rx_ready = false;
+	}
+	/* Under mux->lock: a closing socket leaves rx_socks under it too. */
+	sk->sk_data_ready(sk);
+}
+
+/* Gives a message to any socket with room, else holds it.  mux->lock. */
+static void kcmux_rx_requeue_one(struct kcmux_mux *mux, struct sk_buff *skb)
+{
+	struct kcmux_sock *kcm;
+
+	lockdep_assert_held(&mux->lock);
+	kcm = list_first_entry_or_null(&mux->rx_socks, struct kcmux_sock,
+				       rx_node);
+	if (kcm)
+		kcmux_rx_enqueue(kcm, skb);
+	else
+		__skb_queue_tail(&mux->rx_hold, skb);
+}
+
+/*
+ * Called by framing with a complete message.  Returns false if no socket
+ * could take it: the message is then parked on the psock, which must
+ * stop reading until a socket takes it.  TCP socket locked.
+ */
+bool kcmux_rx_deliver(struct kcmux_psock *psock, struct sk_buff *skb)
+{
+	struct kcmux_mux *mux = psock->mux;
+	struct kcmux_sock *kcm;
+	bool delivered = true;
+
+	spin_lock_bh(&mux->lock);
+	mux->stats.rx_msgs++;
+	mux->stats.rx_bytes += kcmux_msg_cb(skb)->len;
+	kcm = list_first_entry_or_null(&mux->rx_socks, struct kcmux_sock,
+				       rx_node);
+	if (kcm) {
+		kcmux_rx_enqueue(kcm, skb);
+	} else {
+		psock->rx_ready = skb;
+		WRITE_ONCE(psock->rx_paused, true);
+		list_add_tail(&psock->rx_node, &mux->rx_psocks);
+		delivered = false;
+	}
+	spin_unlock_bh(&mux->lock);
+	return delivered;
+}
+
+/*
+ * kcm may have room again: put it back on rx_socks and feed it held
+ * messages, then parked ones (waking their psocks).  mux->lock held.
+ */
+void kcmux_rx_sock_ready(struct kcmux_sock *kcm)
+{
+	struct kcmux_mux *mux = kcm->mux;
+	struct kcmux_psock *psock;
+	struct sk_buff *skb;
+
+	lockdep_assert_held(&mux->lock);
+	if (kcm->rx_ready || kcm->rx_disabled || kcm->closing ||
+	    !kcmux_rx_has_room(&kcm->sk))
+		return;
+
+	kcm->rx_ready = true;
+	list_add_tail(&kcm->rx_node, &mux->rx_socks);
+
+	while (kcm->rx_ready && (skb = __skb_dequeue(&mux->rx_hold)))
+		kcmux_rx_enqueue(kcm, skb);
+
+	while (kcm->rx_ready && !list_empty(&mux->rx_psocks)) {
+		psock = list_first_entry(&mux->rx_psocks, struct kcmux_psock,
+					 rx_node);
+		list_del_init(&psock->rx_node);
+		skb = psock->rx_ready;
+		psock->rx_ready = NULL;
+		WRITE_ONCE(psock->rx_paused, false);
+		kcmux_rx_enqueue(kcm, skb);
+		queue_delayed_work(kcmux_wq, &psock->rx_work, 0);
+	}
+}
+
+/*
+ * Moves the messages queued on kcm to its siblings (or the hold queue).
+ * A message the application has begun to read stays where it is.
+ * mux->lock held; kcm is off rx_socks.
+ */
+void kcmux_rx_requeue_queue(struct kcmux_sock *kcm)
+{
+	struct sk_buff_head *queue = &kcm->sk.sk_receive_queue;
+	struct sk_buff *skb, *partial = NULL;
+
+	lockdep_assert_held(&kcm->mux->lock);
+	while ((skb = skb_dequeue(queue))) {
+		if (kcmux_msg_cb(skb)->sent && !kcm->closing) {
+			partial = skb;
+			continue;
+		}
+		skb_orphan(skb);
+		if (kcmux_msg_cb(skb)->sent) {
+			/* Half read by a socket that is closing. */
+			kcm->mux->stats.rx_ready_drops++;
+			kfree_skb(skb);
+			continue;
+		}
+		kcmux_rx_requeue_one(kcm->mux, skb);
+	}
+	if (partial)
+		skb_queue_head(queue, partial);
+}
+
+/* Takes back a message parked on a psock that is going away. */
+void kcmux_rx_unpark(struct kcmux_psock *psock)
+{
+	struct kcmux_mux *mux = psock->mux;
+
+	spin_lock_bh(&mux->lock);
+	list_del_init(&psock->rx_node);
+	if (psock->rx_ready) {
+		kcmux_rx_requeue_one(mux, psock->rx_ready);
+		psock->rx_ready = NULL;
+	}
+	WRITE_ONCE(psock->rx_paused, false);
+	spin_unlock_bh(&mux->lock);
+}
+
+/* After a read freed memory: rejoin the steering list.  KCM sock locked. */
+static void kcmux_rx_refill(struct kcmux_sock *kcm)
+{
+	if (READ_ONCE(kcm->rx_ready) || READ_ONCE(kcm->rx_disabled) ||
+	    !kcmux_rx_has_room(&kcm->sk))
+		return;
+	spin_lock_bh(&kcm->mux->lock);
+	kcmux_rx_sock_ready(kcm);
+	spin_unlock_bh(&kcm->mux->lock);
+}
+
+int kcmux_set_recv_disable(struct kcmux_sock *kcm, bool disable)
+{
+	struct kcmux_mux *mux = kcm->mux;
+
+	lock_sock(&kcm->sk);
+	spin_lock_bh(&mux->lock);
+	if (disable && !kcm->rx_disabled) {
+		kcm->rx_disabled = true;
+		if (kcm->rx_ready) {
+			list_del_init(&kcm->rx_node);
+			kcm->rx_ready = false;
+		}
+		kcmux_rx_requeue_queue(kcm);
+	} else if (!disable && kcm->rx_disabled) {
+		kcm->rx_disabled = false;
+		kcmux_rx_sock_ready(kcm);
+	}
+	spin_unlock_bh(&mux->lock);
+	release_sock(&kcm->sk);
+	return 0;
+}
+
+/* Waits for a message; returns it still queued.  KCM socket locked. */
+static struct sk_buff *kcmux_rx_wait(struct sock *sk, long timeo, int *err)
+{
+	struct sk_buff *skb;
+
+	while (!(skb = skb_peek(&sk->sk_receive_queue))) {
+		if (sk->sk_err) {
+			*err = sock_error(sk);
+			return NULL;
+		}
+		if (!timeo) {
+			*err = -EAGAIN;
+			return NULL;
+		}
+		if (signal_pending(current)) {
+			*err = sock_intr_errno(timeo);
+			return NULL;
+		}
+		sk_wait_data(sk, &timeo, NULL);
+	}
+	return skb;
+}
+
+/* The application has taken n bytes of the message at the queue head. */
+static void kcmux_rx_consume(struct kcmux_sock *kcm, struct sk_buff *skb,
+			     u32 n, bool whole)
+{
+	struct kcmux_msg_cb *cb = kcmux_msg_cb(skb);
+
+	if (!whole) {
+		cb->offset += n;
+		cb->len -= n;
+		cb->sent += n;
+		kcm->stats.rx_bytes += n;
+		return;
+	}
+	kcm->stats.rx_msgs++;
+	kcm->stats.rx_bytes += cb->len;
+	skb_unlink(skb, &kcm->sk.sk_receive_queue);
+	kfree_skb(skb);
+	kcmux_rx_refill(kcm);
+}
+
+int kcmux_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
+		  int flags)
+{
+	struct sock *sk = sock->sk;
+	struct kcmux_sock *kcm = kcmux_sk(sk);
+	struct kcmux_msg_cb *cb;
+	struct sk_buff *skb;
+	int err = 0;
+	size_t copied;
+
+	if (flags & MSG_OOB)
+		return -EOPNOTSUPP;
+
+	lock_sock(sk);
+	skb = kcmux_rx_wait(sk, sock_rcvtimeo(sk, flags & MSG_DONTWAIT), &err);
+	if (!skb)
+		goto out;
+
+	cb = kcmux_msg_cb(skb);
+	copied = min_t(size_t, len, cb->len);
+	err = skb_copy_datagram_msg(skb, cb->offset, msg, copied);
+	if (err)
+		goto out;
+	err = copied;
+
+	if (copied == cb->len) {
+		msg->msg_flags |= MSG_EOR;
+	} else if (sock->type == SOCK_DGRAM) {
+		/* Datagram semantics: the rest of the message is dropped. */
+		msg->msg_flags |= MSG_TRUNC;
+		if (flags & MSG_TRUNC)
+			err = cb->len;
+		copied = cb->len;
+	}
+	if (!(flags & MSG_PEEK))
+		kcmux_rx_consume(kcm, skb, copied, copied == cb->len);
+out:
+	release_sock(sk);
+	return err;
+}
+
+ssize_t kcmux_splice_read(struct socket *sock, loff_t *ppos,
+			  struct pipe_inode_info *pipe, size_t len,
+			  unsigned int flags)
+{
+	struct sock *sk = sock->sk;
+	struct kcmux_msg_cb *cb;
+	struct sk_buff *skb;
+	int err = 0;
+	ssize_t copied;
+	long timeo;
+
+	lock_sock(sk);
+	timeo = sock_rcvtimeo(sk, flags & SPLICE_F_NONBLOCK);
+	skb = kcmux_rx_wait(sk, timeo, &err);
+	if (!skb) {
+		copied = err;
+		goto out;
+	}
+
+	cb = kcmux_msg_cb(skb);
+	copied = skb_splice_bits(skb, sk, cb->offset, pipe,
+				 min_t(size_t, len, cb->len), flags);
+	if (copied > 0)
+		kcmux_rx_consume(kcmux_sk(sk), skb, copied,
+				 copied == cb->len);
+out:
+	release_sock(sk);
+	return copied;
+}

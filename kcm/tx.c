@@ -1,0 +1,401 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Transmit side.  sendmsg builds a message as a chain of skbs (head plus
+ * frag_list) charged to the KCM socket; once complete (no MSG_MORE on
+ * DGRAM, MSG_EOR on SEQPACKET) it joins sk_write_queue.  The KCM socket
+ * then reserves a psock and hands it one message after another until the
+ * queue is empty, so a message is never interleaved with another on a
+ * stream.  If TCP has no room, the psock's write_space restarts tx_work.
+ */
+#include <linux/net.h>
+#include <linux/sched/signal.h>
+#include <linux/skbuff.h>
+#include <net/sock.h>
+
+#include "kcmux.h"
+
+#define KCMUX_TX_LINEAR_MAX	1024
+#define KCMUX_TX_CHUNK		(MAX_SKB_FRAGS * PAGE_SIZE)
+
+/*
+ * A message in the making may exceed sndbuf on its own (it is bounded by
+ * sndbuf in kcmux_sendmsg); otherwise wait for queued messages to drain.
+ */
+static bool kcmux_tx_mem_ok(struct sock *sk)
+{
+	return sk_wmem_alloc_get(sk) < READ_ONCE(sk->sk_sndbuf) ||
+	       skb_queue_empty(&sk->sk_write_queue);
+}
+
+/* KCM socket locked; sleeps with it released. */
+static int kcmux_tx_wait_mem(struct sock *sk, long *timeo)
+{
+	DEFINE_WAIT_FUNC(wait, woken_wake_function);
+	int err = 0;
+
+	add_wait_queue(sk_sleep(sk), &wait);
+	while (!kcmux_tx_mem_ok(sk)) {
+		if (sk->sk_err) {
+			err = sock_error(sk);
+			break;
+		}
+		if (!*timeo) {
+			err = -EAGAIN;
+			break;
+		}
+		if (signal_pending(current)) {
+			err = sock_intr_errno(*timeo);
+			break;
+		}
+		sk_set_bit(SOCKWQ_ASYNC_NOSPACE, sk);
+		set_bit(SOCK_NOSPACE, &sk->sk_socket->flags);
+		sk_wait_event(sk, timeo, kcmux_tx_mem_ok(sk) || sk->sk_err,
+			      &wait);
+	}
+	remove_wait_queue(sk_sleep(sk), &wait);
+	return err;
+}
+
+static struct sk_buff *kcmux_tx_alloc(struct sock *sk, size_t size, int *err)
+{
+	size_t linear = size <= KCMUX_TX_LINEAR_MAX ? size : 0;
+	struct sk_buff *skb;
+
+	skb = alloc_skb_with_frags(linear, size - linear, 0, err,
+				   sk->sk_allocation);
+	if (!skb)
+		return NULL;
+	skb_put(skb, linear);
+	skb->data_len = size - linear;
+	skb->len += size - linear;
+	skb_set_owner_w(skb, sk);
+	return skb;
+}
+
+/* Appends skb to the message being written.  KCM socket locked. */
+static void kcmux_tx_link(struct kcmux_sock *kcm, struct sk_buff *skb)
+{
+	struct sk_buff *head = kcm->tx_partial;
+	struct kcmux_msg_cb *cb;
+
+	if (!head) {
+		cb = kcmux_msg_cb(skb);
+		cb->offset = 0;
+		cb->len = skb->len;
+		cb->sent = 0;
+		cb->tail = skb;
+		kcm->tx_partial = skb;
+		return;
+	}
+
+	cb = kcmux_msg_cb(head);
+	if (cb->tail == head)
+		skb_shinfo(head)->frag_list = skb;
+	else
+		cb->tail->next = skb;
+	cb->tail = skb;
+	cb->len += skb->len;
+	head->len += skb->len;
+	head->data_len += skb->len;
+}
+
+/* Undoes what one failed sendmsg call added.  KCM socket locked. */
+static void kcmux_tx_unlink_after(struct kcmux_sock *kcm,
+				  struct sk_buff *old_tail, u32 old_len)
+{
+	struct sk_buff *head = kcm->tx_partial;
+	struct kcmux_msg_cb *cb;
+	struct sk_buff **cut;
+	u32 removed;
+
+	if (!head)
+		return;
+	if (!old_tail) {
+		kfree_skb(head);
+		kcm->tx_partial = NULL;
+		return;
+	}
+
+	cb = kcmux_msg_cb(head);
+	cut = old_tail == head ? &skb_shinfo(head)->frag_list : &old_tail->next;
+	removed = cb->len - old_len;
+	kfree_skb_list(*cut);
+	*cut = NULL;
+	cb->tail = old_tail;
+	cb->len = old_len;
+	head->len -= removed;
+	head->data_len -= removed;
+}
+
+/* Hands psock to a KCM socket waiting to transmit, or lists it free. */
+void kcmux_tx_psock_available(struct kcmux_mux *mux, struct kcmux_psock *psock)
+{
+	struct kcmux_sock *kcm;
+
+	lockdep_assert_held(&mux->lock);
+	if (psock->tx_stopped)
+		return;
+
+	kcm = list_first_entry_or_null(&mux->tx_socks, struct kcmux_sock,
+				       tx_node);
+	if (!kcm) {
+		list_add_tail(&psock->tx_node, &mux->tx_psocks);
+		return;
+	}
+	list_del_init(&kcm->tx_node);
+	kcm->tx_waiting = false;
+	kcm->tx_psock = psock;
+	psock->tx_owner = kcm;
+	psock->stats.tx_reserved++;
+	queue_work(kcmux_wq, &kcm->tx_work);
+}
+
+/* Returns the psock kcm transmits on, reserving one if it can. */
+static struct kcmux_psock *kcmux_tx_reserve(struct kcmux_sock *kcm)
+{
+	struct kcmux_mux *mux = kcm->mux;
+	struct kcmux_psock *psock;
+
+	spin_lock_bh(&mux->lock);
+	psock = kcm->tx_psock;
+	if (psock)
+		goto out;
+
+	psock = list_first_entry_or_null(&mux->tx_psocks, struct kcmux_psock,
+					 tx_node);
+	if (psock) {
+		list_del_init(&psock->tx_node);
+		psock->tx_owner = kcm;
+		psock->stats.tx_reserved++;
+		kcm->tx_psock = psock;
+	} else if (!kcm->tx_waiting) {
+		kcm->tx_waiting = true;
+		list_add_tail(&kcm->tx_node, &mux->tx_socks);
+	}
+out:
+	spin_unlock_bh(&mux->lock);
+	return psock;
+}
+
+static void kcmux_tx_unreserve(struct kcmux_sock *kcm)
+{
+	struct kcmux_mux *mux = kcm->mux;
+	struct kcmux_psock *psock;
+	bool release = false;
+
+	spin_lock_bh(&mux->lock);
+	psock = kcm->tx_psock;
+	if (psock) {
+		kcm->tx_psock = NULL;
+		psock->tx_owner = NULL;
+		psock->stats.tx_unreserved++;
+		if (psock->owner_releases)
+			release = true;
+		else if (!psock->unattaching)
+			kcmux_tx_psock_available(mux, psock);
+	}
+	spin_unlock_bh(&mux->lock);
+
+	if (release)
+		kcmux_psock_release(psock);
+}
+
+/* Sends what is left of one message.  KCM socket locked. */
+static int kcmux_tx_send_msg(struct kcmux_psock *psock, struct sk_buff *skb)
+{
+	struct kcmux_msg_cb *cb = kcmux_msg_cb(skb);
+	struct sock *csk = psock->sk;
+	int ret = 0;
+
+	lock_sock(csk);
+	while (cb->sent < cb->len) {
+		ret = skb_send_sock_locked(csk, skb, cb->sent,
+					   cb->len - cb->sent);
+		if (ret <= 0) {
+			ret = ret ? : -EAGAIN;
+			break;
+		}
+		cb->sent += ret;
+		ret = 0;
+	}
+	release_sock(csk);
+	return ret;
+}
+
+/* The TCP socket failed under a message: stop it, retry elsewhere. */
+static void kcmux_tx_abort_psock(struct kcmux_sock *kcm,
+				 struct kcmux_psock *psock, struct sk_buff *skb)
+{
+	kcmux_msg_cb(skb)->sent = 0;
+	lock_sock(psock->sk);
+	kcmux_psock_stop(psock, EPIPE);
+	release_sock(psock->sk);
+
+	spin_lock_bh(&kcm->mux->lock);
+	psock->stats.tx_aborts++;
+	kcm->mux->stats.tx_retries++;
+	spin_unlock_bh(&kcm->mux->lock);
+	kcmux_tx_unreserve(kcm);
+}
+
+/* Transmits queued messages as far as TCP lets us.  KCM socket locked. */
+static void kcmux_tx_push(struct kcmux_sock *kcm)
+{
+	struct sock *sk = &kcm->sk;
+	struct kcmux_psock *psock;
+	struct sk_buff *skb;
+	int err;
+
+	while ((skb = skb_peek(&sk->sk_write_queue))) {
+		psock = kcmux_tx_reserve(kcm);
+		if (!psock)
+			return;
+
+		err = kcmux_tx_send_msg(psock, skb);
+		if (err == -EAGAIN)
+			return;
+		if (err) {
+			kcmux_tx_abort_psock(kcm, psock, skb);
+			continue;
+		}
+
+		psock->stats.tx_msgs++;
+		psock->stats.tx_bytes += kcmux_msg_cb(skb)->len;
+		__skb_unlink(skb, &sk->sk_write_queue);
+		kfree_skb(skb);
+		if (READ_ONCE(psock->unattaching) || READ_ONCE(psock->tx_stopped))
+			kcmux_tx_unreserve(kcm);
+	}
+	kcmux_tx_unreserve(kcm);
+}
+
+void kcmux_tx_work(struct work_struct *work)
+{
+	struct kcmux_sock *kcm = container_of(work, struct kcmux_sock,
+					      tx_work);
+
+	lock_sock(&kcm->sk);
+	kcmux_tx_push(kcm);
+	release_sock(&kcm->sk);
+}
+
+/* TCP made room: let the KCM socket transmitting on psock continue. */
+void kcmux_tx_wake_owner(struct kcmux_psock *psock)
+{
+	struct kcmux_mux *mux = psock->mux;
+
+	spin_lock_bh(&mux->lock);
+	if (psock->tx_owner)
+		queue_work(kcmux_wq, &psock->tx_owner->tx_work);
+	spin_unlock_bh(&mux->lock);
+}
+
+int kcmux_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
+{
+	struct sock *sk = sock->sk;
+	struct kcmux_sock *kcm = kcmux_sk(sk);
+	bool eor = sock->type == SOCK_DGRAM ? !(msg->msg_flags & MSG_MORE) :
+					      !!(msg->msg_flags & MSG_EOR);
+	long timeo = sock_sndtimeo(sk, msg->msg_flags & MSG_DONTWAIT);
+	struct sk_buff *old_tail = NULL;
+	size_t copied = 0;
+	u32 old_len = 0;
+	int err = 0;
+
+	if (msg->msg_flags & MSG_OOB)
+		return -EOPNOTSUPP;
+
+	lock_sock(sk);
+	if (sk->sk_err) {
+		err = sock_error(sk) ? : -EPIPE;
+		goto out_err;
+	}
+	if (kcm->tx_partial) {
+		old_tail = kcmux_msg_cb(kcm->tx_partial)->tail;
+		old_len = kcmux_msg_cb(kcm->tx_partial)->len;
+	}
+	if ((u64)old_len + len > READ_ONCE(sk->sk_sndbuf)) {
+		err = -EMSGSIZE;
+		goto out_err;
+	}
+
+	while (copied < len) {
+		size_t size = min_t(size_t, len - copied, KCMUX_TX_CHUNK);
+		struct sk_buff *skb;
+
+		if (!kcmux_tx_mem_ok(sk)) {
+			err = kcmux_tx_wait_mem(sk, &timeo);
+			if (err)
+				goto out_rollback;
+		}
+		skb = kcmux_tx_alloc(sk, size, &err);
+		if (!skb)
+			goto out_rollback;
+		err = skb_copy_datagram_from_iter(skb, 0, &msg->msg_iter, size);
+		if (err) {
+			kfree_skb(skb);
+			goto out_rollback;
+		}
+		kcmux_tx_link(kcm, skb);
+		copied += size;
+	}
+
+	if (eor && kcm->tx_partial) {
+		__skb_queue_tail(&sk->sk_write_queue, kcm->tx_partial);
+		kcm->tx_partial = NULL;
+		kcm->stats.tx_msgs++;
+		/* sendmmsg() marks all but its last message MSG_BATCH. */
+		if (msg->msg_flags & MSG_BATCH)
+			queue_work(kcmux_wq, &kcm->tx_work);
+		else
+			kcmux_tx_push(kcm);
+	}
+	kcm->stats.tx_bytes += copied;
+	release_sock(sk);
+	return copied;
+
+out_rollback:
+	kcmux_tx_unlink_after(kcm, old_tail, old_len);
+out_err:
+	err = sk_stream_error(sk, msg->msg_flags, err);
+	release_sock(sk);
+	return err;
+}
+
+/*
+ * The KCM socket is closing: drop what it has not sent.  A message that
+ * is partly on the wire leaves a stream nobody can parse, so its TCP
+ * socket gets an error.
+ */
+void kcmux_tx_release(struct kcmux_sock *kcm)
+{
+	struct sock *sk = &kcm->sk;
+	struct kcmux_mux *mux = kcm->mux;
+	struct kcmux_psock *psock;
+	struct sk_buff *skb;
+
+	lock_sock(sk);
+	kfree_skb(kcm->tx_partial);
+	kcm->tx_partial = NULL;
+
+	spin_lock_bh(&mux->lock);
+	if (kcm->tx_waiting) {
+		list_del_init(&kcm->tx_node);
+		kcm->tx_waiting = false;
+	}
+	psock = kcm->tx_psock;
+	spin_unlock_bh(&mux->lock);
+
+	skb = skb_peek(&sk->sk_write_queue);
+	if (psock && skb && kcmux_msg_cb(skb)->sent) {
+		lock_sock(psock->sk);
+		kcmux_psock_stop(psock, EPIPE);
+		release_sock(psock->sk);
+		psock->stats.tx_aborts++;
+	}
+	kcmux_tx_unreserve(kcm);
+	__skb_queue_purge(&sk->sk_write_queue);
+	release_sock(sk);
+
+	cancel_work_sync(&kcm->tx_work);
+}

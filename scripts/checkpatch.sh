@@ -1,0 +1,21 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# checkpatch.pl --strict over the given files, using the copy in Debian's
+# linux-source tarball (extracted once into the cache).
+set -euo pipefail
+
+cache=${KCMUX_CACHE:-$HOME/.cache/kcmux}
+tarball=$(ls /usr/src/linux-source-6.12.tar.xz 2>/dev/null | head -n1)
+dir=$cache/checkpatch
+
+if [[ ! -x $dir/scripts/checkpatch.pl ]]; then
+	[[ -n $tarball ]] || { echo "checkpatch: linux-source-6.12 is not installed" >&2; exit 1; }
+	mkdir -p "$dir"
+	tar -xJf "$tarball" -C "$dir" --strip-components=1 \
+		linux-source-6.12/scripts/checkpatch.pl \
+		linux-source-6.12/scripts/spelling.txt \
+		linux-source-6.12/scripts/const_structs.checkpatch
+fi
+
+exec "$dir/scripts/checkpatch.pl" --strict --no-tree --quiet \
+	--ignore FILE_PATH_CHANGES,SPDX_LICENSE_TAG --show-types -f "$@"
