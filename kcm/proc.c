@@ -92,7 +92,7 @@ static void kcmux_show_mux(struct seq_file *seq, struct kcmux_mux *mux)
 
 static int kcmux_proc_show(struct seq_file *seq, void *v)
 {
-	struct kcmux_net *knet = kcmux_net(seq_file_net(seq));
+	struct kcmux_net *knet = kcmux_net(seq->private);
 	struct kcmux_mux *mux;
 
 	mutex_lock(&knet->lock);
@@ -108,7 +108,7 @@ static int kcmux_proc_show(struct seq_file *seq, void *v)
 
 static int kcmux_stats_show(struct seq_file *seq, void *v)
 {
-	struct kcmux_net *knet = kcmux_net(seq_file_net(seq));
+	struct kcmux_net *knet = kcmux_net(seq->private);
 	struct kcmux_psock_stats ps = {};
 	struct kcmux_mux_stats ms = {};
 	struct kcmux_mux *mux;
