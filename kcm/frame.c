@@ -97,6 +97,33 @@ static struct sk_buff *kcmux_copy_head(struct kcmux_frame *f, u32 len,
 }
 
 /*
+ * A message head that shares a TCP skb.  A clone shares skb_shared_info
+ * with the original, so if more parts will follow, the clone goes under a
+ * new empty skb whose frag_list is ours to extend.
+ */
+static struct sk_buff *kcmux_clone_head(struct sk_buff *skb, bool more,
+					struct sk_buff ***tailp)
+{
+	struct sk_buff *clone, *head;
+
+	clone = skb_clone(skb, GFP_ATOMIC);
+	if (!clone || !more)
+		return clone;
+
+	head = alloc_skb(0, GFP_ATOMIC);
+	if (!head) {
+		kfree_skb(clone);
+		return NULL;
+	}
+	skb_shinfo(head)->frag_list = clone;
+	head->len = clone->len;
+	head->data_len = clone->len;
+	head->truesize += clone->truesize;
+	*tailp = &clone->next;
+	return head;
+}
+
+/*
  * Finds the length of the message that starts with the f->have bytes
  * already in the view, followed by the bytes at (skb, pos).  On return
  * *used says how many stream bytes now belong to the frame; if the
@@ -168,7 +195,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 		f->have = in_view;
 	} else if (!prev) {
 		/* A large message starts here: share the TCP skb. */
-		head = skb_clone(skb, GFP_ATOMIC);
+		head = kcmux_clone_head(skb, len > left, &f->tailp);
 		if (!head)
 			return -ENOMEM;
 		kcmux_msg_cb(head)->offset = pos;
@@ -183,8 +210,9 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 		f->have = prev + take;
 	}
 
+	if (!skb_has_frag_list(head))
+		f->tailp = &skb_shinfo(head)->frag_list;
 	f->head = head;
-	f->tailp = &skb_shinfo(head)->frag_list;
 	f->msg_len = len;
 	kcmux_msg_cb(head)->len = len;
 	kcmux_msg_cb(head)->sent = 0;

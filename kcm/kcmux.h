@@ -88,7 +88,7 @@ struct kcmux_mux {
 	struct list_head net_node;	/* kcmux_net::mux_list */
 	refcount_t refcnt;		/* one per KCM socket */
 
-	spinlock_t lock;
+	spinlock_t lock;		/* order 3 in the list at the top */
 	/* All below under lock. */
 	struct list_head socks;		/* every KCM socket */
 	struct list_head psocks;	/* every psock, until it is freed */

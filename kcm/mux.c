@@ -95,6 +95,9 @@ static void kcmux_mux_destroy(struct kcmux_mux *mux)
 	/* No KCM socket is left, so nothing can attach or reserve. */
 	kcmux_psock_unattach_all(mux);
 
+	mux->stats.rx_ready_drops += skb_queue_len(&mux->rx_hold);
+	__skb_queue_purge(&mux->rx_hold);
+
 	mutex_lock(&knet->lock);
 	list_del(&mux->net_node);
 	knet->mux_count--;
@@ -102,8 +105,6 @@ static void kcmux_mux_destroy(struct kcmux_mux *mux)
 	kcmux_psock_stats_add(&knet->retired_psock, &mux->retired_psock);
 	mutex_unlock(&knet->lock);
 
-	mux->stats.rx_ready_drops += skb_queue_len(&mux->rx_hold);
-	__skb_queue_purge(&mux->rx_hold);
 	WARN_ON_ONCE(!list_empty(&mux->psocks));
 	kfree(mux);
 }
