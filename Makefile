@@ -14,17 +14,21 @@ TOP		:= $(CURDIR)
 KERNELS_SH	:= $(TOP)/scripts/kernels.sh
 DEPS_SH		:= $(TOP)/scripts/deps.sh
 CACHE		?= $(or $(KCMUX_CACHE),$(HOME)/.cache/kcmux)
-KDIR		?= $(shell $(KERNELS_SH) default-kdir 2>/dev/null)
+# The running kernel's build tree if there is one, else the newest headers.
+KDIR		?= $(or $(wildcard /lib/modules/$(shell uname -r)/build),\
+		   $(shell ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1))
 MODULE_SRCS	:= Kbuild $(wildcard kcm/*.c kcm/*.h) include/uapi/linux/kcm.h
 
 .PHONY: all module modules-all lint checkpatch check demo deps clean help
 
 all: module
+	$(MAKE) -C examples
 
 help:
 	@sed -n '3,12p' Makefile
 
 module:
+	@test -d "$(KDIR)" || { echo "no kernel headers: run 'make deps' or set KDIR"; exit 1; }
 	$(MAKE) -C $(KDIR) M=$(TOP) modules
 
 # Each kernel gets its own object directory of symlinks to the sources,
