@@ -69,6 +69,7 @@ checkpatch:
 check: modules-all lint
 	@$(DEPS_SH) vm tests source
 	$(MAKE) -C selftests
+	selftests/vm/test-scan-splats
 	selftests/run-all.sh
 
 demo: modules-all
