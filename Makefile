@@ -83,4 +83,5 @@ deps:
 clean:
 	rm -rf build
 	-$(MAKE) -C selftests clean
+	-$(MAKE) -C examples clean
 	rm -f *.o *.ko *.mod *.mod.c modules.order Module.symvers .*.cmd kcm/*.o kcm/.*.cmd

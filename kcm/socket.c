@@ -14,7 +14,7 @@
 #include "kcmux.h"
 
 static struct proto kcmux_proto = {
-	.name		= "KCMUX",
+	.name		= "KCM",
 	.owner		= THIS_MODULE,
 	.obj_size	= sizeof(struct kcmux_sock),
 };
