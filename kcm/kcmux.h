@@ -8,6 +8,7 @@
  *   kcmux_psock  an attached TCP socket; owned by its mux.
  *
  * Locks, in the order they nest:
+ *   0. kcmux_sock::tx_mutex             one sendmsg at a time per socket
  *   1. KCM socket lock (lock_sock)      tx state of that KCM socket
  *   2. TCP socket lock (lock_sock, or   rx framing state of its psock
  *      bh_lock_sock in softirq)
@@ -164,8 +165,15 @@ struct kcmux_sock {
 	struct list_head tx_node;	/* mux->tx_socks while tx_waiting */
 	bool tx_waiting;
 
-	/* Under the KCM socket lock. */
+	/*
+	 * sendmsg holds tx_mutex for the whole call, so a message being built
+	 * never takes bytes from two callers even while the socket lock is
+	 * dropped to wait for memory.  Taken outside the KCM socket lock.
+	 */
+	struct mutex tx_mutex;
+	/* Under tx_mutex and the KCM socket lock. */
 	struct sk_buff *tx_partial;	/* message still being written */
+	/* Under the KCM socket lock. */
 	struct work_struct tx_work;
 
 	struct kcmux_sock_stats stats;
@@ -243,6 +251,8 @@ void kcmux_tx_psock_available(struct kcmux_mux *mux,
 			      struct kcmux_psock *psock);
 void kcmux_tx_wake_owner(struct kcmux_psock *psock);
 void kcmux_tx_release(struct kcmux_sock *kcm);
+void kcmux_tx_sock_init(struct kcmux_sock *kcm);
+bool kcmux_tx_writable(struct sock *sk);
 
 /* proc.c */
 int kcmux_proc_init_net(struct net *net);

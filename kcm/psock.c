@@ -109,13 +109,19 @@ void kcmux_psock_stop(struct kcmux_psock *psock, int err)
 
 	kcmux_frame_stop(psock);
 
+	WRITE_ONCE(sk->sk_err, err);
+	sk_error_report(sk);
+
 	spin_lock_bh(&mux->lock);
 	psock->tx_stopped = true;
 	list_del_init(&psock->tx_node);
+	/*
+	 * A dead TCP socket never reports write space: let the transmitter
+	 * find out now and move its message to another psock.
+	 */
+	if (psock->tx_owner)
+		queue_work(kcmux_wq, &psock->tx_owner->tx_work);
 	spin_unlock_bh(&mux->lock);
-
-	WRITE_ONCE(sk->sk_err, err);
-	sk_error_report(sk);
 }
 
 static int kcmux_psock_check(struct sock *csk)

@@ -36,14 +36,19 @@ static void kcmux_rx_enqueue(struct kcmux_sock *kcm, struct sk_buff *skb)
 	skb->sk = sk;
 	skb->destructor = kcmux_rfree;
 	atomic_add(skb->truesize, &sk->sk_rmem_alloc);
-	skb_queue_tail(&sk->sk_receive_queue, skb);
 
+	/*
+	 * Leave the steering list before the skb is visible: the reader that
+	 * takes it then sees rx_ready false and puts us back (rx_refill).
+	 * The queue lock orders the store against that reader.
+	 */
 	if (kcmux_rx_has_room(sk)) {
 		list_move_tail(&kcm->rx_node, &kcm->mux->rx_socks);
 	} else {
 		list_del_init(&kcm->rx_node);
-		kcm->rx_ready = false;
+		WRITE_ONCE(kcm->rx_ready, false);
 	}
+	skb_queue_tail(&sk->sk_receive_queue, skb);
 	/* Under mux->lock: a closing socket leaves rx_socks under it too. */
 	sk->sk_data_ready(sk);
 }

@@ -143,7 +143,7 @@ static __poll_t kcmux_poll(struct file *file, struct socket *sock,
 		mask |= EPOLLERR;
 	if (!skb_queue_empty_lockless(&sk->sk_receive_queue))
 		mask |= EPOLLIN | EPOLLRDNORM;
-	if (sock_writeable(sk))
+	if (kcmux_tx_writable(sk))
 		mask |= EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND;
 	else
 		sk_set_bit(SOCKWQ_ASYNC_NOSPACE, sk);
@@ -174,6 +174,7 @@ static const struct proto_ops kcmux_ops = {
 
 static void kcmux_sock_destruct(struct sock *sk)
 {
+	mutex_destroy(&kcmux_sk(sk)->tx_mutex);
 	/* Everything queued was purged or requeued in release. */
 	WARN_ON_ONCE(!skb_queue_empty(&sk->sk_receive_queue));
 	WARN_ON_ONCE(!skb_queue_empty(&sk->sk_write_queue));
@@ -207,7 +208,7 @@ static int kcmux_create(struct net *net, struct socket *sock, int protocol,
 	sk->sk_destruct = kcmux_sock_destruct;
 
 	kcm = kcmux_sk(sk);
-	INIT_WORK(&kcm->tx_work, kcmux_tx_work);
+	kcmux_tx_sock_init(kcm);
 	kcmux_mux_add_sock(mux, kcm);
 	return 0;
 }

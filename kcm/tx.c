@@ -18,13 +18,38 @@
 #define KCMUX_TX_CHUNK		(MAX_SKB_FRAGS * PAGE_SIZE)
 
 /*
- * A message in the making may exceed sndbuf on its own (it is bounded by
- * sndbuf in kcmux_sendmsg); otherwise wait for queued messages to drain.
+ * Room for more: below sndbuf, or nothing queued that could drain (the
+ * message being written may exceed sndbuf on its own; kcmux_sendmsg
+ * bounds it by sndbuf).  poll's POLLOUT and the wakeups use the same test.
  */
-static bool kcmux_tx_mem_ok(struct sock *sk)
+bool kcmux_tx_writable(struct sock *sk)
 {
 	return sk_wmem_alloc_get(sk) < READ_ONCE(sk->sk_sndbuf) ||
-	       skb_queue_empty(&sk->sk_write_queue);
+	       skb_queue_empty_lockless(&sk->sk_write_queue);
+}
+
+/* sk_write_space of KCM sockets: runs each time a tx skb is freed. */
+static void kcmux_tx_write_space(struct sock *sk)
+{
+	struct socket_wq *wq;
+
+	if (!kcmux_tx_writable(sk))
+		return;
+
+	rcu_read_lock();
+	wq = rcu_dereference(sk->sk_wq);
+	if (skwq_has_sleeper(wq))
+		wake_up_interruptible_sync_poll(&wq->wait, EPOLLOUT |
+						EPOLLWRNORM | EPOLLWRBAND);
+	sk_wake_async(sk, SOCK_WAKE_SPACE, POLL_OUT);
+	rcu_read_unlock();
+}
+
+void kcmux_tx_sock_init(struct kcmux_sock *kcm)
+{
+	mutex_init(&kcm->tx_mutex);
+	INIT_WORK(&kcm->tx_work, kcmux_tx_work);
+	kcm->sk.sk_write_space = kcmux_tx_write_space;
 }
 
 /* KCM socket locked; sleeps with it released. */
@@ -34,7 +59,7 @@ static int kcmux_tx_wait_mem(struct sock *sk, long *timeo)
 	int err = 0;
 
 	add_wait_queue(sk_sleep(sk), &wait);
-	while (!kcmux_tx_mem_ok(sk)) {
+	while (!kcmux_tx_writable(sk)) {
 		if (sk->sk_err) {
 			err = sock_error(sk);
 			break;
@@ -49,7 +74,7 @@ static int kcmux_tx_wait_mem(struct sock *sk, long *timeo)
 		}
 		sk_set_bit(SOCKWQ_ASYNC_NOSPACE, sk);
 		set_bit(SOCK_NOSPACE, &sk->sk_socket->flags);
-		sk_wait_event(sk, timeo, kcmux_tx_mem_ok(sk) || sk->sk_err,
+		sk_wait_event(sk, timeo, kcmux_tx_writable(sk) || sk->sk_err,
 			      &wait);
 	}
 	remove_wait_queue(sk_sleep(sk), &wait);
@@ -208,7 +233,16 @@ static int kcmux_tx_send_msg(struct kcmux_psock *psock, struct sk_buff *skb)
 	int ret = 0;
 
 	lock_sock(csk);
-	while (cb->sent < cb->len) {
+	/*
+	 * TCP would answer a dead socket with EPIPE and SIGPIPE for whoever
+	 * calls us, and skb_send_sock_locked() cannot pass MSG_NOSIGNAL.
+	 * Owning the socket lock parks incoming segments in the backlog, so
+	 * the state cannot change between this test and the send.
+	 */
+	if (csk->sk_err || (csk->sk_shutdown & SEND_SHUTDOWN) ||
+	    !((1 << csk->sk_state) & (TCPF_ESTABLISHED | TCPF_CLOSE_WAIT)))
+		ret = -EPIPE;
+	while (!ret && cb->sent < cb->len) {
 		ret = skb_send_sock_locked(csk, skb, cb->sent,
 					   cb->len - cb->sent);
 		if (ret <= 0) {
@@ -305,6 +339,7 @@ int kcmux_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	if (msg->msg_flags & MSG_OOB)
 		return -EOPNOTSUPP;
 
+	mutex_lock(&kcm->tx_mutex);
 	lock_sock(sk);
 	if (sk->sk_err) {
 		err = sock_error(sk) ? : -EPIPE;
@@ -323,7 +358,7 @@ int kcmux_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		size_t size = min_t(size_t, len - copied, KCMUX_TX_CHUNK);
 		struct sk_buff *skb;
 
-		if (!kcmux_tx_mem_ok(sk)) {
+		if (!kcmux_tx_writable(sk)) {
 			err = kcmux_tx_wait_mem(sk, &timeo);
 			if (err)
 				goto out_rollback;
@@ -352,6 +387,7 @@ int kcmux_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	}
 	kcm->stats.tx_bytes += copied;
 	release_sock(sk);
+	mutex_unlock(&kcm->tx_mutex);
 	return copied;
 
 out_rollback:
@@ -359,6 +395,7 @@ out_rollback:
 out_err:
 	err = sk_stream_error(sk, msg->msg_flags, err);
 	release_sock(sk);
+	mutex_unlock(&kcm->tx_mutex);
 	return err;
 }
 
