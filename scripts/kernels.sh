@@ -205,8 +205,8 @@ copy_module() {
 }
 
 # Modules the tests need; their dependencies are added automatically.
-# Only kcm today: add names here when a test needs another module.
-IMAGE_MODULES=(kcm)
+# kcm is the reference; tls lets tests attach a kTLS socket (EBUSY).
+IMAGE_MODULES=(kcm tls)
 
 # Path of module NAME under MODDIR (file names may use - where the module
 # name has _).
@@ -276,7 +276,7 @@ cmd_image() {
 	local rel=$1 dir=$CACHE/kernels/$1 deb
 
 	[[ $rel =~ ^[0-9]+\.[0-9]+\.[0-9A-Za-z.+~-]+$ ]] || die "bad release name: $rel"
-	if [[ -f $dir/vmlinuz && -f $dir/kcm.ko && -f $dir/source-deb ]]; then
+	if [[ -f $dir/vmlinuz && -f $dir/modules/tls.ko && -f $dir/source-deb ]]; then
 		echo "$dir"
 		return 0
 	fi
@@ -284,7 +284,7 @@ cmd_image() {
 	# Two runs (make -j, parallel vm-runs) must not unpack at once.
 	exec 9>"$CACHE/kernels/.lock"
 	flock 9
-	if [[ ! -f $dir/source-deb ]]; then
+	if [[ ! -f $dir/modules/tls.ko ]]; then
 		deb=$(fetch_image_deb "$rel")
 		unpack_image "$rel" "$deb" "$dir"
 	fi
