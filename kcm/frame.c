@@ -14,6 +14,14 @@
  * are clones of the TCP skbs, chained on frag_list, with the start of the
  * message recorded in kcmux_msg_cb::offset.
  *
+ * A small message is not taken from TCP until all of its bytes are there:
+ * the parser runs on a copy made across the queued skbs, and if the message
+ * is incomplete we stop until tcp_inq() covers it.  Until then the bytes
+ * belong to TCP, so an unattach hands them back intact.  This is done only
+ * while TCP's queue is far from its receive buffer (kcmux_frame_may_wait),
+ * so the TCP window stays open and the rest of the message can arrive;
+ * otherwise, and for large messages, bytes are assembled as they arrive.
+ *
  * Everything here runs with the TCP socket locked, either from
  * sk_data_ready in softirq or from the psock's rx_work.
  */
@@ -26,6 +34,8 @@
 #define KCMUX_VIEW_MIN		256
 #define KCMUX_COPYBREAK		512
 #define KCMUX_MEM_RETRY		(HZ / 10)
+/* kcmux_frame_header() found a message that is not all in TCP yet. */
+#define KCMUX_FRAME_WAIT	1
 
 static int kcmux_frame_parse(struct kcmux_psock *psock, struct sk_buff *view)
 {
@@ -65,13 +75,57 @@ static int kcmux_view_grow(struct kcmux_psock *psock, unsigned int size)
 	return 0;
 }
 
-static void kcmux_frame_arm_timer(struct kcmux_psock *psock)
+/* A message has begun (possibly still only in TCP): start its clock. */
+static void kcmux_frame_begin(struct kcmux_psock *psock)
 {
+	struct kcmux_frame *f = &psock->frame;
 	long timeo = READ_ONCE(psock->sk->sk_rcvtimeo);
 
-	psock->frame.start = jiffies;
+	if (f->pending)
+		return;
+	f->pending = true;
+	f->start = jiffies;
 	if (timeo != MAX_SCHEDULE_TIMEOUT)
 		mod_delayed_work(kcmux_wq, &psock->rx_timer, timeo);
+}
+
+/*
+ * May a message of len bytes wait in TCP until it is whole?  Only if it
+ * and everything TCP holds stay under an eighth of the receive buffer:
+ * free space is then above half the buffer and TCP keeps the window open.
+ */
+static bool kcmux_frame_may_wait(struct sock *sk, u32 len)
+{
+	u32 limit = READ_ONCE(sk->sk_rcvbuf) / 8;
+
+	return len <= limit && atomic_read(&sk->sk_rmem_alloc) < limit;
+}
+
+/* Bytes TCP holds from (skb, pos) on.  TCP socket locked. */
+static u32 kcmux_tcp_bytes_from(struct sock *sk, struct sk_buff *skb,
+				unsigned int pos)
+{
+	return tcp_sk(sk)->rcv_nxt - (TCP_SKB_CB(skb)->seq + pos);
+}
+
+/*
+ * Copies up to len bytes at (skb, pos) and on into the skbs queued after
+ * it; returns how many there were (a FIN counts in rcv_nxt, not here).
+ */
+static u32 kcmux_tcp_peek(struct sock *sk, struct sk_buff *skb,
+			  unsigned int pos, u8 *to, u32 len)
+{
+	u32 copied = 0;
+
+	while (copied < len && skb) {
+		u32 n = min_t(u32, len - copied, skb->len - pos);
+
+		skb_copy_bits(skb, pos, to + copied, n);
+		copied += n;
+		pos = 0;
+		skb = skb_peek_next(skb, &sk->sk_receive_queue);
+	}
+	return copied;
 }
 
 static void kcmux_frame_reset(struct kcmux_frame *f)
@@ -80,6 +134,9 @@ static void kcmux_frame_reset(struct kcmux_frame *f)
 	f->tailp = NULL;
 	f->msg_len = 0;
 	f->have = 0;
+	f->need = 0;
+	f->asked = 0;
+	f->pending = false;
 	if (f->view)
 		skb_trim(f->view, 0);
 }
@@ -133,20 +190,35 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 			      unsigned int pos, size_t left, size_t *used)
 {
 	struct kcmux_frame *f = &psock->frame;
-	u32 rcvbuf = READ_ONCE(psock->sk->sk_rcvbuf);
+	struct sock *sk = psock->sk;
+	u32 rcvbuf = READ_ONCE(sk->sk_rcvbuf);
 	u32 prev = f->have;
 	struct sk_buff *head;
-	size_t take;
+	size_t take, seen, want;
 	int len;
 
 	*used = 0;
+	f->need = 0;
 	if (!f->view && kcmux_view_grow(psock, KCMUX_VIEW_MIN))
 		return -ENOMEM;
 
+	/* A new message may be parsed from all TCP holds, unconsumed. */
+	seen = prev ? left : max_t(size_t, left,
+				   kcmux_tcp_bytes_from(sk, skb, pos));
 	for (;;) {
 		skb_trim(f->view, prev);
-		take = min_t(size_t, left, skb_tailroom(f->view));
-		skb_copy_bits(skb, pos, skb_put(f->view, take), take);
+		want = min_t(size_t, seen, skb_tailroom(f->view));
+		if (prev) {
+			take = want;
+			skb_copy_bits(skb, pos, skb_put(f->view, take), take);
+		} else {
+			take = kcmux_tcp_peek(sk, skb, pos,
+					      skb_tail_pointer(f->view), want);
+			skb_put(f->view, take);
+			/* rcv_nxt also counts a FIN. */
+			if (take < want)
+				seen = take;
+		}
 
 		len = kcmux_frame_parse(psock, f->view);
 		if (len < 0) {
@@ -155,11 +227,19 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 		}
 		if (len > 0)
 			break;
-		if (take == left) {
-			/* Everything at hand is header; keep it and wait. */
+		/* Its answer must later lie beyond what it has seen. */
+		f->asked = max_t(u32, f->asked, prev + take);
+		if (take == seen) {
+			/* Everything at hand is header. */
 			psock->stats.rx_need_more_hdr++;
-			if (!prev)
-				kcmux_frame_arm_timer(psock);
+			kcmux_frame_begin(psock);
+			if (!prev && kcmux_frame_may_wait(sk, seen + 1)) {
+				f->need = seen + 1;
+				return KCMUX_FRAME_WAIT;
+			}
+			/* Too big to leave in TCP: keep what this skb has. */
+			take = min_t(size_t, left, take);
+			skb_trim(f->view, prev + take);
 			f->have = prev + take;
 			*used = take;
 			return 0;
@@ -178,11 +258,17 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 		psock->stats.rx_too_big++;
 		return -EMSGSIZE;
 	}
-	/* It asked for more bytes, so the message cannot end before them. */
-	if (len <= prev) {
+	if (len <= f->asked) {
 		psock->stats.rx_bad_len++;
 		return -EPROTO;
 	}
+	if (!prev && len > seen && kcmux_frame_may_wait(sk, len)) {
+		kcmux_frame_begin(psock);
+		f->need = len;
+		return KCMUX_FRAME_WAIT;
+	}
+	/* From here on only the bytes of this skb are taken from TCP. */
+	take = min_t(size_t, left, f->view->len - prev);
 
 	if (len <= KCMUX_COPYBREAK || len <= prev + take) {
 		u32 in_view = min_t(u32, len, prev + take);
@@ -216,8 +302,8 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	f->msg_len = len;
 	kcmux_msg_cb(head)->len = len;
 	kcmux_msg_cb(head)->sent = 0;
-	if (!prev && f->have < len)
-		kcmux_frame_arm_timer(psock);
+	if (f->have < len)
+		kcmux_frame_begin(psock);
 	return 0;
 }
 
@@ -284,6 +370,12 @@ static int kcmux_frame_actor(read_descriptor_t *desc, struct sk_buff *skb,
 		if (!f->msg_len) {
 			err = kcmux_frame_header(psock, skb, off + used,
 						 avail - used, &n);
+			if (err == KCMUX_FRAME_WAIT) {
+				/* Leave the message in TCP until it is whole. */
+				desc->count = 0;
+				err = 0;
+				break;
+			}
 			if (err)
 				break;
 			used += n;
@@ -329,6 +421,10 @@ void kcmux_frame_read(struct kcmux_psock *psock)
 
 	if (psock->frame.stopped || READ_ONCE(psock->rx_paused))
 		return;
+	/* Waiting for a known number of bytes: do not reparse each segment. */
+	if (psock->frame.need && tcp_inq(psock->sk) < psock->frame.need &&
+	    kcmux_frame_may_wait(psock->sk, psock->frame.need))
+		return;
 	tcp_read_sock(psock->sk, &desc, kcmux_frame_actor);
 }
 
@@ -351,7 +447,7 @@ void kcmux_frame_timeout(struct kcmux_psock *psock)
 	struct kcmux_frame *f = &psock->frame;
 	long timeo = READ_ONCE(psock->sk->sk_rcvtimeo);
 
-	if (f->stopped || (!f->have && !f->msg_len))
+	if (f->stopped || !f->pending)
 		return;
 	if (timeo == MAX_SCHEDULE_TIMEOUT)
 		return;

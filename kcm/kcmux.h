@@ -116,6 +116,9 @@ struct kcmux_frame {
 	struct sk_buff *view;	/* linear copy the parser reads */
 	u32 msg_len;		/* full length, 0 while still unknown */
 	u32 have;		/* message bytes consumed from TCP so far */
+	u32 need;		/* tcp_inq() worth parsing again, or 0 */
+	u32 asked;		/* bytes the parser saw and wanted more */
+	bool pending;		/* a message has begun; start is valid */
 	unsigned long start;	/* jiffies when the first byte arrived */
 	bool stopped;		/* error posted or unattaching: read no more */
 };
