@@ -38,166 +38,18 @@
 #define TCP_ULP		31
 #endif
 
-#define KCM_CTL_WAIT_MS		5000	/* bound of every wait */
-#define KCM_CTL_QUIET_MS	200	/* "nothing (more) arrives" */
+/* --- helpers of this file (shared ones: lib/kcm_test.h) ------------------ */
 
-/* --- helpers (candidates for lib/kcm_test.h) ---------------------------- */
-
-static long long kcm_ctl_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
-/* A private network namespace with loopback up.  0 or -errno. */
-static int kcm_ctl_netns(void)
-{
-	struct ifreq ifr = {};
-	int fd, err = 0;
-
-	if (unshare(CLONE_NEWNET))
-		return -errno;
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	strcpy(ifr.ifr_name, "lo");
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr))
-		err = -errno;
-	ifr.ifr_flags |= IFF_UP;
-	if (!err && ioctl(fd, SIOCSIFFLAGS, &ifr))
-		err = -errno;
-	close(fd);
-	return err;
-}
-
-/* kcm_tcp_pair() plus TCP_NODELAY on both ends: one write, one segment. */
-static int kcm_ctl_pair(int family, int fds[2])
-{
-	int one = 1, err;
-
-	err = kcm_tcp_pair(family, fds);
-	if (err)
-		return err;
-	if (setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) ||
-	    setsockopt(fds[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))) {
-		err = -errno;
-		close(fds[0]);
-		close(fds[1]);
-	}
-	return err;
-}
-
-static int kcm_ctl_clone(int kcmfd)
-{
-	struct kcm_clone c = { .fd = -1 };
-
-	return ioctl(kcmfd, SIOCKCMCLONE, &c) ? -errno : c.fd;
-}
-
-static int kcm_ctl_getint(int fd, int level, int name)
-{
-	socklen_t len = sizeof(int);
-	int val;
-
-	if (getsockopt(fd, level, name, &val, &len))
-		return -errno;
-	return val;
-}
-
-static int kcm_ctl_recv_disable(int kcmfd, int val)
-{
-	return setsockopt(kcmfd, SOL_KCM, KCM_RECV_DISABLE, &val, sizeof(val)) ?
-	       -errno : 0;
-}
-
-static uint8_t kcm_ctl_pattern(uint32_t hdr, uint32_t i)
-{
-	return (uint8_t)(hdr * 37 + i * 11 + (i >> 8));
-}
-
-/* A test message (kcm_test.h format) with len pattern bytes of payload. */
 #define KCM_CTL_MAX_PAYLOAD	100000
-
-static ssize_t kcm_ctl_msg(uint8_t *buf, uint32_t hdr, uint32_t len)
-{
-	static uint8_t payload[KCM_CTL_MAX_PAYLOAD];
-	uint32_t i;
-
-	if (len > KCM_CTL_MAX_PAYLOAD)
-		abort();
-	for (i = 0; i < len; i++)
-		payload[i] = kcm_ctl_pattern(hdr, i);
-	return kcm_test_frame(buf, hdr, payload, len);
-}
-
-static bool kcm_ctl_msg_ok(const uint8_t *buf, ssize_t n, uint32_t hdr,
-			   uint32_t len)
-{
-	uint32_t be_len, be_hdr, i;
-
-	if (n != (ssize_t)(KCM_TEST_HDR_LEN + len))
-		return false;
-	memcpy(&be_len, buf, 4);
-	memcpy(&be_hdr, buf + 4, 4);
-	if (ntohl(be_len) != len || ntohl(be_hdr) != hdr)
-		return false;
-	for (i = 0; i < len; i++)
-		if (buf[KCM_TEST_HDR_LEN + i] != kcm_ctl_pattern(hdr, i))
-			return false;
-	return true;
-}
 
 /* Writes the whole message on a stream socket.  0 or -errno. */
 static int kcm_ctl_write_msg(int fd, uint32_t hdr, uint32_t len)
 {
 	static uint8_t buf[KCM_TEST_HDR_LEN + KCM_CTL_MAX_PAYLOAD];
-	ssize_t n = kcm_ctl_msg(buf, hdr, len), off = 0, r;
-
-	while (off < n) {
-		r = send(fd, buf + off, n - off, MSG_NOSIGNAL);
-		if (r < 0)
-			return -errno;
-		off += r;
-	}
-	return 0;
-}
-
-/* Reads exactly n bytes from a stream within timeout_ms. */
-static ssize_t kcm_ctl_read_exact(int fd, void *buf, size_t n, int timeout_ms)
-{
-	long long deadline = kcm_ctl_now_ms() + timeout_ms;
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	size_t got = 0;
-
-	while (got < n) {
-		long long left = deadline - kcm_ctl_now_ms();
-		ssize_t r;
-
-		if (left <= 0 || poll(&pfd, 1, left) <= 0)
-			break;
-		r = recv(fd, (char *)buf + got, n - got, MSG_DONTWAIT);
-		if (r < 0 && errno == EAGAIN)
-			continue;
-		if (r <= 0)
-			break;
-		got += r;
-	}
-	return got;
-}
-
-/* Reads one message from a TCP stream and checks it.  true if right. */
-static bool kcm_ctl_read_stream_msg(int fd, uint32_t hdr, uint32_t len)
-{
-	static uint8_t buf[KCM_TEST_HDR_LEN + KCM_CTL_MAX_PAYLOAD];
-	ssize_t n = KCM_TEST_HDR_LEN + len;
 
 	if (len > KCM_CTL_MAX_PAYLOAD)
-		return false;
-
-	return kcm_ctl_read_exact(fd, buf, n, KCM_CTL_WAIT_MS) == n &&
-	       kcm_ctl_msg_ok(buf, n, hdr, len);
+		abort();
+	return kcm_send_all(fd, buf, kcm_test_msg(buf, hdr, len));
 }
 
 /*
@@ -214,9 +66,9 @@ static bool kcm_ctl_read_either_msg(int fd1, int fd2, uint32_t hdr,
 		{ .fd = fd2, .events = POLLIN },
 	};
 
-	if (poll(pfd, 2, KCM_CTL_WAIT_MS) <= 0)
+	if (poll(pfd, 2, KCM_WAIT_MS) <= 0)
 		return false;
-	return kcm_ctl_read_stream_msg(pfd[0].revents ? fd1 : fd2, hdr, len);
+	return !kcm_read_msg(pfd[0].revents ? fd1 : fd2, hdr, len, KCM_WAIT_MS);
 }
 
 /*
@@ -243,16 +95,16 @@ static int kcm_ctl_read_msgs_any(int fd1, int fd2, uint32_t first_hdr,
 		uint32_t be, hdr;
 		int fd;
 
-		if (poll(pfd, 2, KCM_CTL_WAIT_MS) <= 0)
+		if (poll(pfd, 2, KCM_WAIT_MS) <= 0)
 			break;
 		fd = pfd[0].revents ? fd1 : fd2;
-		if (kcm_ctl_read_exact(fd, buf, n, KCM_CTL_WAIT_MS) != n)
+		if (kcm_read_exact(fd, buf, n, KCM_WAIT_MS) != n)
 			break;
 		memcpy(&be, buf + 4, 4);
 		hdr = ntohl(be);
 		if (hdr < first_hdr || hdr >= first_hdr + count ||
 		    (seen & 1ULL << (hdr - first_hdr)) ||
-		    !kcm_ctl_msg_ok(buf, n, hdr, len))
+		    !kcm_test_msg_ok(buf, n, hdr, len))
 			break;
 		seen |= 1ULL << (hdr - first_hdr);
 		got++;
@@ -277,7 +129,7 @@ static ssize_t kcm_ctl_recv_msg(int kcmfd, uint32_t hdr, uint32_t len,
 	r = recv(kcmfd, buf, sizeof(buf), MSG_DONTWAIT);
 	if (r < 0)
 		return -errno;
-	*ok = kcm_ctl_msg_ok(buf, r, hdr, len);
+	*ok = kcm_test_msg_ok(buf, r, hdr, len);
 	return r;
 }
 
@@ -288,18 +140,6 @@ static bool kcm_ctl_nothing(int fd)
 
 	return recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_PEEK) < 0 &&
 	       errno == EAGAIN;
-}
-
-/* The peer resets the connection: close() with SO_LINGER 0. */
-static int kcm_ctl_reset(int peer, int fd)
-{
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-
-	if (setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)))
-		return -errno;
-	close(peer);
-	return poll(&pfd, 1, KCM_CTL_WAIT_MS) == 1 ? 0 : -ETIMEDOUT;
 }
 
 /* A loaded BPF program of another type than SOCKET_FILTER, or -errno. */
@@ -347,78 +187,6 @@ static char *kcm_ctl_slurp(const char *path)
 	return buf;
 }
 
-static int kcm_ctl_words(char *line, char **w, int max)
-{
-	char *save = NULL, *t;
-	int n = 0;
-
-	for (t = strtok_r(line, " \t", &save); t && n < max;
-	     t = strtok_r(NULL, " \t", &save))
-		w[n++] = t;
-	return n;
-}
-
-/*
- * A total of /proc/net/kcm_stats: section "MUX" or "Psock" (first word
- * of its header line), col a column name of that header; the value line
- * under a header has no first word.  -1 if not found.
- */
-static long long kcm_ctl_stat(const char *section, const char *col)
-{
-	char *text = kcm_ctl_slurp("/proc/net/kcm_stats");
-	char *line, *next, *hw[32], *vw[32];
-	int nh, nv, i;
-
-	for (line = text; line && *line; line = next) {
-		next = strchr(line, '\n');
-		if (!next)
-			break;
-		*next++ = '\0';
-		nh = kcm_ctl_words(line, hw, 32);
-		if (nh < 2 || strcmp(hw[0], section))
-			continue;
-		line = next;
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		nv = kcm_ctl_words(line, vw, 32);
-		for (i = 1; i < nh; i++)
-			if (!strcmp(hw[i], col) && i - 1 < nv)
-				return atoll(vw[i - 1]);
-		return -1;
-	}
-	return -1;
-}
-
-/*
- * Column col of object obj ("mux", "kcm-0", "psock-1") in /proc/net/kcm
- * (first match; tests have one mux).  -1 if there is no such line.
- */
-static long long kcm_ctl_proc(const char *obj, const char *col)
-{
-	char *text = kcm_ctl_slurp("/proc/net/kcm");
-	char *line, *next, *w[32];
-	int idx = -1, n, i;
-
-	for (line = text; line && *line; line = next) {
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		n = kcm_ctl_words(line, w, 32);
-		if (n < 2)
-			continue;
-		if (!strcmp(w[0], "Object")) {
-			for (i = 1; i < n; i++)
-				if (!strcmp(w[i], col))
-					idx = i;
-			continue;
-		}
-		if (idx > 0 && !strcmp(w[0], obj) && idx < n)
-			return atoll(w[idx]);
-	}
-	return -1;
-}
-
 /* How many lines of /proc/net/kcm start with prefix (after blanks). */
 static int kcm_ctl_proc_count(const char *prefix)
 {
@@ -457,33 +225,16 @@ static int kcm_ctl_proc_nmux(void)
 	return n;
 }
 
-/*
- * Waits (bounded) until column col of obj in /proc/net/kcm reaches at
- * least min: there is no event to poll for "the mux has taken a message
- * it cannot deliver yet".  Returns the last value seen.
- */
-static long long kcm_ctl_wait_proc(const char *obj, const char *col,
-				   long long min)
-{
-	long long deadline = kcm_ctl_now_ms() + KCM_CTL_WAIT_MS, v;
-
-	for (;;) {
-		v = kcm_ctl_proc(obj, col);
-		if (v >= min || kcm_ctl_now_ms() > deadline)
-			return v;
-		usleep(2000);
-	}
-}
-
 /* Waits until a TCP socket has exactly n bytes queued for reading. */
 static int kcm_ctl_wait_inq(int fd, int n)
 {
-	long long deadline = kcm_ctl_now_ms() + KCM_CTL_WAIT_MS;
+	long long deadline = kcm_now_ms() + KCM_WAIT_MS;
 	int inq = -1;
 
-	while (kcm_ctl_now_ms() <= deadline) {
-		if (ioctl(fd, FIONREAD, &inq))
-			return -errno;
+	while (kcm_now_ms() <= deadline) {
+		inq = kcm_inq(fd);
+		if (inq < 0)
+			return inq;
 		if (inq >= n)
 			break;
 		usleep(2000);
@@ -494,20 +245,13 @@ static int kcm_ctl_wait_inq(int fd, int n)
 /* Waits until /proc/net/kcm lists no psock; returns how many it lists. */
 static int kcm_ctl_wait_no_psock(void)
 {
-	long long deadline = kcm_ctl_now_ms() + KCM_CTL_WAIT_MS;
+	long long deadline = kcm_now_ms() + KCM_WAIT_MS;
 	int n;
 
 	while ((n = kcm_ctl_proc_count("psock-")) > 0 &&
-	       kcm_ctl_now_ms() <= deadline)
+	       kcm_now_ms() <= deadline)
 		usleep(2000);
 	return n;
-}
-
-static void kcm_ctl_close(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
 }
 
 /* --- attach: what can be attached ---------------------------------------- */
@@ -533,38 +277,38 @@ FIXTURE_VARIANT_ADD(attach_ok, ipv6) {
 FIXTURE_SETUP(attach_ok)
 {
 	self->bpf = self->kcm = self->tcp[0] = self->tcp[1] = -1;
-	ASSERT_EQ(0, kcm_ctl_netns());
+	ASSERT_EQ(0, kcm_netns_enter());
 	self->bpf = kcm_bpf_load_parser();
 	ASSERT_LE(0, self->bpf);
 	self->kcm = kcm_socket(SOCK_DGRAM);
 	ASSERT_LE(0, self->kcm);
-	ASSERT_EQ(0, kcm_ctl_pair(variant->family, self->tcp));
+	ASSERT_EQ(0, kcm_tcp_pair_nodelay(variant->family, self->tcp));
 }
 
 FIXTURE_TEARDOWN(attach_ok)
 {
-	kcm_ctl_close(&self->kcm);
-	kcm_ctl_close(&self->tcp[0]);
-	kcm_ctl_close(&self->tcp[1]);
-	kcm_ctl_close(&self->bpf);
+	kcm_close_fd(&self->kcm);
+	kcm_close_fd(&self->tcp[0]);
+	kcm_close_fd(&self->tcp[1]);
+	kcm_close_fd(&self->bpf);
 }
 
 /* A connected TCP socket attaches, and messages flow both ways. */
 TEST_F(attach_ok, connected_tcp)
 {
 	uint8_t m[KCM_TEST_HDR_LEN + 100];
-	ssize_t n = kcm_ctl_msg(m, 5, 100);
+	ssize_t n = kcm_test_msg(m, 5, 100);
 	bool ok;
 
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->tcp[0], self->bpf));
 	ASSERT_EQ(n, send(self->kcm, m, n, 0));
-	EXPECT_TRUE(kcm_ctl_read_stream_msg(self->tcp[1], 5, 100));
+	EXPECT_EQ(NULL, kcm_read_msg(self->tcp[1], 5, 100, KCM_WAIT_MS));
 	ASSERT_EQ(0, kcm_ctl_write_msg(self->tcp[1], 6, 200));
 	EXPECT_EQ(KCM_TEST_HDR_LEN + 200,
-		  kcm_ctl_recv_msg(self->kcm, 6, 200, KCM_CTL_WAIT_MS, &ok));
+		  kcm_ctl_recv_msg(self->kcm, 6, 200, KCM_WAIT_MS, &ok));
 	EXPECT_TRUE(ok);
-	EXPECT_EQ(1, kcm_ctl_proc("psock-0", "RX-Msgs"));
-	EXPECT_EQ(1, kcm_ctl_proc("psock-0", "TX-Msgs"));
+	EXPECT_EQ(1, kcm_proc_value("psock-0", "RX-Msgs"));
+	EXPECT_EQ(1, kcm_proc_value("psock-0", "TX-Msgs"));
 }
 
 /* --- attach: what cannot be attached ------------------------------------- */
@@ -580,23 +324,23 @@ FIXTURE_SETUP(ctl)
 {
 	self->bpf = self->kcm = -1;
 	self->a[0] = self->a[1] = self->b[0] = self->b[1] = -1;
-	ASSERT_EQ(0, kcm_ctl_netns());
+	ASSERT_EQ(0, kcm_netns_enter());
 	self->bpf = kcm_bpf_load_parser();
 	ASSERT_LE(0, self->bpf);
 	self->kcm = kcm_socket(SOCK_DGRAM);
 	ASSERT_LE(0, self->kcm);
-	ASSERT_EQ(0, kcm_ctl_pair(AF_INET, self->a));
-	ASSERT_EQ(0, kcm_ctl_pair(AF_INET, self->b));
+	ASSERT_EQ(0, kcm_tcp_pair_nodelay(AF_INET, self->a));
+	ASSERT_EQ(0, kcm_tcp_pair_nodelay(AF_INET, self->b));
 }
 
 FIXTURE_TEARDOWN(ctl)
 {
-	kcm_ctl_close(&self->kcm);
-	kcm_ctl_close(&self->a[0]);
-	kcm_ctl_close(&self->a[1]);
-	kcm_ctl_close(&self->b[0]);
-	kcm_ctl_close(&self->b[1]);
-	kcm_ctl_close(&self->bpf);
+	kcm_close_fd(&self->kcm);
+	kcm_close_fd(&self->a[0]);
+	kcm_close_fd(&self->a[1]);
+	kcm_close_fd(&self->b[0]);
+	kcm_close_fd(&self->b[1]);
+	kcm_close_fd(&self->bpf);
 }
 
 /* Nothing got attached: the mux lists no psock and counted no attach. */
@@ -606,7 +350,7 @@ static void kcm_ctl_no_psock(struct __test_metadata *_metadata)
 
 	ASSERT_TRUE(kcm_ctl_proc_mux(&kcms, &psocks));
 	EXPECT_EQ(0, psocks);
-	EXPECT_EQ(0, kcm_ctl_stat("MUX", "Attach"));
+	EXPECT_EQ(0, kcm_stat("MUX", "Attach"));
 }
 
 TEST_F(ctl, attach_listening_eopnotsupp)
@@ -643,7 +387,7 @@ TEST_F(ctl, attach_closed_tcp_eopnotsupp)
 {
 	struct sockaddr sa = { .sa_family = AF_UNSPEC };
 
-	ASSERT_EQ(0, kcm_ctl_reset(self->a[1], self->a[0]));
+	ASSERT_EQ(0, kcm_tcp_reset(&self->a[1], self->a[0]));
 	self->a[1] = -1;
 	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(self->kcm, self->a[0], self->bpf));
 
@@ -696,13 +440,13 @@ TEST_F(ctl, attach_unix_stream_eopnotsupp)
 /* Another KCM socket as the "TCP" fd (of another mux, and a clone). */
 TEST_F(ctl, attach_kcm_socket_eopnotsupp)
 {
-	int other = kcm_socket(SOCK_DGRAM), clone = kcm_ctl_clone(self->kcm);
+	int other = kcm_socket(SOCK_DGRAM), clone = kcm_clone(self->kcm);
 
 	ASSERT_LE(0, other);
 	ASSERT_LE(0, clone);
 	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(self->kcm, other, self->bpf));
 	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(self->kcm, clone, self->bpf));
-	EXPECT_EQ(0, kcm_ctl_stat("MUX", "Attach"));
+	EXPECT_EQ(0, kcm_stat("MUX", "Attach"));
 	close(other);
 	close(clone);
 }
@@ -751,7 +495,7 @@ TEST_F(ctl, attach_bad_bpf_prog)
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	ASSERT_EQ(0, kcm_ctl_write_msg(self->a[1], 1, 10));
 	EXPECT_EQ(KCM_TEST_HDR_LEN + 10,
-		  kcm_ctl_recv_msg(self->kcm, 1, 10, KCM_CTL_WAIT_MS, &ok));
+		  kcm_ctl_recv_msg(self->kcm, 1, 10, KCM_WAIT_MS, &ok));
 	EXPECT_TRUE(ok);
 	close(prog);
 	close(p[0]);
@@ -761,7 +505,7 @@ TEST_F(ctl, attach_bad_bpf_prog)
 /* A TCP socket belongs to one mux at a time, once. */
 TEST_F(ctl, attach_twice_ealready)
 {
-	int other = kcm_socket(SOCK_DGRAM), clone = kcm_ctl_clone(self->kcm);
+	int other = kcm_socket(SOCK_DGRAM), clone = kcm_clone(self->kcm);
 
 	ASSERT_LE(0, other);
 	ASSERT_LE(0, clone);
@@ -769,7 +513,7 @@ TEST_F(ctl, attach_twice_ealready)
 	EXPECT_EQ(-EALREADY, kcm_attach(self->kcm, self->a[0], self->bpf));
 	EXPECT_EQ(-EALREADY, kcm_attach(clone, self->a[0], self->bpf));
 	EXPECT_EQ(-EALREADY, kcm_attach(other, self->a[0], self->bpf));
-	EXPECT_EQ(1, kcm_ctl_stat("MUX", "Attach"));
+	EXPECT_EQ(1, kcm_stat("MUX", "Attach"));
 	EXPECT_EQ(2, kcm_ctl_proc_nmux());
 	EXPECT_EQ(1, kcm_ctl_proc_count("psock-"));
 	close(other);
@@ -805,9 +549,9 @@ TEST_F(ctl, bytes_queued_before_attach)
 		  kcm_ctl_wait_inq(self->a[0], KCM_TEST_HDR_LEN + 20000));
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	EXPECT_EQ(KCM_TEST_HDR_LEN + 20000,
-		  kcm_ctl_recv_msg(self->kcm, 1, 20000, KCM_CTL_WAIT_MS, &ok));
+		  kcm_ctl_recv_msg(self->kcm, 1, 20000, KCM_WAIT_MS, &ok));
 	EXPECT_TRUE(ok);
-	EXPECT_EQ(1, kcm_ctl_proc("psock-0", "RX-Msgs"));
+	EXPECT_EQ(1, kcm_proc_value("psock-0", "RX-Msgs"));
 }
 
 /* Several messages queued before attach, sharing skbs: all delivered. */
@@ -827,7 +571,7 @@ TEST_F(ctl, bytes_queued_before_attach_several)
 	for (i = 0; i < 4; i++) {
 		EXPECT_EQ(KCM_TEST_HDR_LEN + 100 + i * 1000,
 			  kcm_ctl_recv_msg(self->kcm, i, 100 + i * 1000,
-					   KCM_CTL_WAIT_MS, &ok));
+					   KCM_WAIT_MS, &ok));
 		EXPECT_TRUE(ok) TH_LOG("message %d", i);
 	}
 	EXPECT_TRUE(kcm_ctl_nothing(self->kcm));
@@ -845,16 +589,16 @@ TEST_F(ctl, mux_keeps_closed_tcp_fd)
 	close(self->a[0]);
 	self->a[0] = -1;
 	for (i = 0; i < 3; i++) {
-		n = kcm_ctl_msg(m, 10 + i, 300);
+		n = kcm_test_msg(m, 10 + i, 300);
 		ASSERT_EQ(n, send(self->kcm, m, n, 0));
-		EXPECT_TRUE(kcm_ctl_read_stream_msg(self->a[1], 10 + i, 300));
+		EXPECT_EQ(NULL, kcm_read_msg(self->a[1], 10 + i, 300, KCM_WAIT_MS));
 		ASSERT_EQ(0, kcm_ctl_write_msg(self->a[1], 20 + i, 40));
 		EXPECT_EQ(KCM_TEST_HDR_LEN + 40,
-			  kcm_ctl_recv_msg(self->kcm, 20 + i, 40, KCM_CTL_WAIT_MS, &ok));
+			  kcm_ctl_recv_msg(self->kcm, 20 + i, 40, KCM_WAIT_MS, &ok));
 		EXPECT_TRUE(ok);
 	}
-	EXPECT_EQ(3, kcm_ctl_proc("psock-0", "RX-Msgs"));
-	EXPECT_EQ(3, kcm_ctl_proc("psock-0", "TX-Msgs"));
+	EXPECT_EQ(3, kcm_proc_value("psock-0", "RX-Msgs"));
+	EXPECT_EQ(3, kcm_proc_value("psock-0", "TX-Msgs"));
 }
 
 /* --- unattach ------------------------------------------------------------- */
@@ -870,8 +614,8 @@ TEST_F(ctl, unattach_not_attached_enoent)
 	ASSERT_EQ(0, pipe(p));
 	EXPECT_EQ(-ENOENT, kcm_unattach(self->kcm, p[0]));
 	EXPECT_EQ(-ENOENT, kcm_unattach(self->kcm, -1));
-	EXPECT_EQ(0, kcm_ctl_stat("MUX", "Unattach") +
-		     kcm_ctl_stat("MUX", "UnattchRsvd"));
+	EXPECT_EQ(0, kcm_stat("MUX", "Unattach") +
+		     kcm_stat("MUX", "UnattchRsvd"));
 	close(p[0]);
 	close(p[1]);
 }
@@ -887,7 +631,7 @@ TEST_F(ctl, unattach_other_mux_enoent)
 	EXPECT_EQ(-ENOENT, kcm_unattach(self->kcm, self->a[0]));
 	ASSERT_EQ(0, kcm_ctl_write_msg(self->a[1], 3, 30));
 	EXPECT_EQ(KCM_TEST_HDR_LEN + 30,
-		  kcm_ctl_recv_msg(other, 3, 30, KCM_CTL_WAIT_MS, &ok));
+		  kcm_ctl_recv_msg(other, 3, 30, KCM_WAIT_MS, &ok));
 	EXPECT_TRUE(ok);
 	EXPECT_TRUE(kcm_ctl_nothing(self->kcm));
 	close(other);
@@ -897,15 +641,15 @@ TEST_F(ctl, unattach_other_mux_enoent)
 TEST_F(ctl, unattach_gives_back_plain_tcp)
 {
 	uint8_t m[KCM_TEST_HDR_LEN + 50], buf[64];
-	ssize_t n = kcm_ctl_msg(m, 1, 50);
+	ssize_t n = kcm_test_msg(m, 1, 50);
 	int kcms, psocks;
 	bool ok;
 
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	ASSERT_EQ(n, send(self->kcm, m, n, 0));
-	EXPECT_TRUE(kcm_ctl_read_stream_msg(self->a[1], 1, 50));
+	EXPECT_EQ(NULL, kcm_read_msg(self->a[1], 1, 50, KCM_WAIT_MS));
 	ASSERT_EQ(0, kcm_ctl_write_msg(self->a[1], 2, 50));
-	EXPECT_EQ(n, kcm_ctl_recv_msg(self->kcm, 2, 50, KCM_CTL_WAIT_MS, &ok));
+	EXPECT_EQ(n, kcm_ctl_recv_msg(self->kcm, 2, 50, KCM_WAIT_MS, &ok));
 	EXPECT_TRUE(ok);
 
 	ASSERT_EQ(0, kcm_unattach(self->kcm, self->a[0]));
@@ -915,21 +659,21 @@ TEST_F(ctl, unattach_gives_back_plain_tcp)
 
 	/* Bytes arriving now are the application's, even a full message. */
 	ASSERT_EQ(0, kcm_ctl_write_msg(self->a[1], 3, 50));
-	EXPECT_TRUE(kcm_ctl_read_stream_msg(self->a[0], 3, 50));
+	EXPECT_EQ(NULL, kcm_read_msg(self->a[0], 3, 50, KCM_WAIT_MS));
 	EXPECT_TRUE(kcm_ctl_nothing(self->kcm));
 	ASSERT_EQ(5, send(self->a[1], "hello", 5, 0));
-	EXPECT_EQ(5, kcm_ctl_read_exact(self->a[0], buf, 5, KCM_CTL_WAIT_MS));
+	EXPECT_EQ(5, kcm_read_exact(self->a[0], buf, 5, KCM_WAIT_MS));
 	EXPECT_EQ(0, memcmp(buf, "hello", 5));
 	/* And the other way. */
 	ASSERT_EQ(5, send(self->a[0], "world", 5, 0));
-	EXPECT_EQ(5, kcm_ctl_read_exact(self->a[1], buf, 5, KCM_CTL_WAIT_MS));
+	EXPECT_EQ(5, kcm_read_exact(self->a[1], buf, 5, KCM_WAIT_MS));
 	EXPECT_EQ(0, memcmp(buf, "world", 5));
 	/* KCM sends no longer go there: they wait for a psock. */
 	ASSERT_EQ(n, send(self->kcm, m, n, MSG_DONTWAIT));
 	EXPECT_TRUE(kcm_ctl_nothing(self->a[1]));
 	/* And it can be attached again. */
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
-	EXPECT_TRUE(kcm_ctl_read_stream_msg(self->a[1], 1, 50));
+	EXPECT_EQ(NULL, kcm_read_msg(self->a[1], 1, 50, KCM_WAIT_MS));
 }
 
 /*
@@ -940,13 +684,13 @@ TEST_F(ctl, unattach_gives_back_plain_tcp)
  */
 TEST_F(ctl, unattach_keeps_parked_message)
 {
-	long long drops0 = kcm_ctl_stat("MUX", "RX-RdyDrops");
+	long long drops0 = kcm_stat("MUX", "RX-RdyDrops");
 	bool ok;
 
-	ASSERT_EQ(0, kcm_ctl_recv_disable(self->kcm, 1));
+	ASSERT_EQ(0, kcm_recv_disable(self->kcm, 1));
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	ASSERT_EQ(0, kcm_ctl_write_msg(self->a[1], 1, 60));
-	ASSERT_EQ(1, kcm_ctl_wait_proc("psock-0", "RX-Msgs", 1));
+	ASSERT_EQ(1, kcm_wait_proc("psock-0", "RX-Msgs", 1));
 	ASSERT_EQ(0, kcm_ctl_write_msg(self->a[1], 2, 70));
 	ASSERT_EQ(KCM_TEST_HDR_LEN + 70,
 		  kcm_ctl_wait_inq(self->a[0], KCM_TEST_HDR_LEN + 70));
@@ -954,18 +698,18 @@ TEST_F(ctl, unattach_keeps_parked_message)
 
 	ASSERT_EQ(0, kcm_unattach(self->kcm, self->a[0]));
 	/* The second message was never taken: plain TCP bytes now. */
-	EXPECT_TRUE(kcm_ctl_read_stream_msg(self->a[0], 2, 70));
+	EXPECT_EQ(NULL, kcm_read_msg(self->a[0], 2, 70, KCM_WAIT_MS));
 	EXPECT_TRUE(kcm_ctl_nothing(self->a[0]));
 
-	ASSERT_EQ(0, kcm_ctl_recv_disable(self->kcm, 0));
+	ASSERT_EQ(0, kcm_recv_disable(self->kcm, 0));
 	if (kcmux_is_reference()) {
-		EXPECT_EQ(1, kcm_ctl_stat("MUX", "RX-RdyDrops") - drops0);
+		EXPECT_EQ(1, kcm_stat("MUX", "RX-RdyDrops") - drops0);
 		SKIP(return, "in-tree kcm drops a message parked on the psock at unattach (RX-RdyDrops)");
 	}
 	EXPECT_EQ(KCM_TEST_HDR_LEN + 60,
-		  kcm_ctl_recv_msg(self->kcm, 1, 60, KCM_CTL_WAIT_MS, &ok));
+		  kcm_ctl_recv_msg(self->kcm, 1, 60, KCM_WAIT_MS, &ok));
 	EXPECT_TRUE(ok);
-	EXPECT_EQ(0, kcm_ctl_stat("MUX", "RX-RdyDrops") - drops0);
+	EXPECT_EQ(0, kcm_stat("MUX", "RX-RdyDrops") - drops0);
 }
 
 /*
@@ -977,29 +721,29 @@ TEST_F(ctl, unattach_returns_half_message)
 {
 	uint8_t one[KCM_TEST_HDR_LEN + 40], two[KCM_TEST_HDR_LEN + 50];
 	uint8_t both[sizeof(one) + sizeof(two)], buf[sizeof(two)];
-	ssize_t n1 = kcm_ctl_msg(one, 1, 40);
+	ssize_t n1 = kcm_test_msg(one, 1, 40);
 	ssize_t n2, half;
 	bool ok;
 
 	memcpy(both, one, n1);
-	n2 = kcm_ctl_msg(two, 2, 50);
+	n2 = kcm_test_msg(two, 2, 50);
 	memcpy(both + n1, two, n2);
 	half = KCM_TEST_HDR_LEN + 20;
 
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	/* One write: by the time message 1 is out, the half has been seen. */
 	ASSERT_EQ(n1 + half, send(self->a[1], both, n1 + half, 0));
-	EXPECT_EQ(n1, kcm_ctl_recv_msg(self->kcm, 1, 40, KCM_CTL_WAIT_MS, &ok));
+	EXPECT_EQ(n1, kcm_ctl_recv_msg(self->kcm, 1, 40, KCM_WAIT_MS, &ok));
 	EXPECT_TRUE(ok);
 	ASSERT_EQ(0, kcm_unattach(self->kcm, self->a[0]));
 
-	if (kcm_ctl_read_exact(self->a[0], buf, half, 500) != half &&
+	if (kcm_read_exact(self->a[0], buf, half, 500) != half &&
 	    kcmux_is_reference())
 		SKIP(return, "in-tree kcm drops the bytes of a message half assembled at unattach");
 	ASSERT_EQ(0, memcmp(buf, two, half));
 	ASSERT_EQ(n2 - half, send(self->a[1], two + half, n2 - half, 0));
-	EXPECT_EQ(n2 - half, kcm_ctl_read_exact(self->a[0], buf + half,
-						n2 - half, KCM_CTL_WAIT_MS));
+	EXPECT_EQ(n2 - half, kcm_read_exact(self->a[0], buf + half,
+						n2 - half, KCM_WAIT_MS));
 	EXPECT_EQ(0, memcmp(buf, two, n2));
 	EXPECT_TRUE(kcm_ctl_nothing(self->kcm));
 }
@@ -1013,7 +757,7 @@ TEST_F(ctl, unattach_returns_half_message)
 TEST_F(ctl, unattach_while_sending_ealready)
 {
 	static uint8_t m[KCM_TEST_HDR_LEN + 100000];
-	long long rsvd0 = kcm_ctl_stat("MUX", "UnattchRsvd");
+	long long rsvd0 = kcm_stat("MUX", "UnattchRsvd");
 	int small = 4096, pair[2], one = 1, psocks = -1, kcms;
 	struct sockaddr_in sin = {
 		.sin_family = AF_INET,
@@ -1045,25 +789,25 @@ TEST_F(ctl, unattach_while_sending_ealready)
 	close(lfd);
 
 	ASSERT_EQ(0, kcm_attach(self->kcm, pair[0], self->bpf));
-	n = kcm_ctl_msg(m, 9, 100000 - KCM_TEST_HDR_LEN);
+	n = kcm_test_msg(m, 9, 100000 - KCM_TEST_HDR_LEN);
 	ASSERT_EQ(n, send(self->kcm, m, n, 0));
 	pfd = (struct pollfd){ .fd = pair[1], .events = POLLIN };
-	ASSERT_EQ(1, poll(&pfd, 1, KCM_CTL_WAIT_MS));
+	ASSERT_EQ(1, poll(&pfd, 1, KCM_WAIT_MS));
 
 	ASSERT_EQ(0, kcm_unattach(self->kcm, pair[0]));
 	EXPECT_EQ(-EALREADY, kcm_unattach(self->kcm, pair[0]));
-	EXPECT_EQ(1, kcm_ctl_stat("MUX", "UnattchRsvd") - rsvd0);
+	EXPECT_EQ(1, kcm_stat("MUX", "UnattchRsvd") - rsvd0);
 
 	/* The peer reads: the whole message, then the socket is plain. */
-	EXPECT_TRUE(kcm_ctl_read_stream_msg(pair[1], 9, 100000 - KCM_TEST_HDR_LEN));
-	EXPECT_EQ(0, kcm_ctl_getint(pair[0], SOL_SOCKET, SO_ERROR));
+	EXPECT_EQ(NULL, kcm_read_msg(pair[1], 9, 100000 - KCM_TEST_HDR_LEN, KCM_WAIT_MS));
+	EXPECT_EQ(0, kcm_getint(pair[0], SOL_SOCKET, SO_ERROR));
 	/* Given back by the sender right after the message's last byte. */
 	EXPECT_EQ(0, kcm_ctl_wait_no_psock());
 	ASSERT_TRUE(kcm_ctl_proc_mux(&kcms, &psocks));
 	EXPECT_EQ(0, psocks);
 	EXPECT_EQ(-ENOENT, kcm_unattach(self->kcm, pair[0]));
 	ASSERT_EQ(3, send(pair[0], "abc", 3, 0));
-	EXPECT_EQ(3, kcm_ctl_read_exact(pair[1], buf, 3, KCM_CTL_WAIT_MS));
+	EXPECT_EQ(3, kcm_read_exact(pair[1], buf, 3, KCM_WAIT_MS));
 	EXPECT_EQ(0, memcmp(buf, "abc", 3));
 	close(pair[0]);
 	close(pair[1]);
@@ -1092,20 +836,20 @@ FIXTURE_VARIANT_ADD(clone, seqpacket) {
 FIXTURE_SETUP(clone)
 {
 	self->bpf = self->kcm = self->tcp[0] = self->tcp[1] = -1;
-	ASSERT_EQ(0, kcm_ctl_netns());
+	ASSERT_EQ(0, kcm_netns_enter());
 	self->bpf = kcm_bpf_load_parser();
 	ASSERT_LE(0, self->bpf);
 	self->kcm = kcm_socket(variant->type);
 	ASSERT_LE(0, self->kcm);
-	ASSERT_EQ(0, kcm_ctl_pair(AF_INET, self->tcp));
+	ASSERT_EQ(0, kcm_tcp_pair_nodelay(AF_INET, self->tcp));
 }
 
 FIXTURE_TEARDOWN(clone)
 {
-	kcm_ctl_close(&self->kcm);
-	kcm_ctl_close(&self->tcp[0]);
-	kcm_ctl_close(&self->tcp[1]);
-	kcm_ctl_close(&self->bpf);
+	kcm_close_fd(&self->kcm);
+	kcm_close_fd(&self->tcp[0]);
+	kcm_close_fd(&self->tcp[1]);
+	kcm_close_fd(&self->bpf);
 }
 
 /*
@@ -1115,25 +859,25 @@ FIXTURE_TEARDOWN(clone)
 TEST_F(clone, same_mux_same_type)
 {
 	uint8_t m[KCM_TEST_HDR_LEN + 20];
-	ssize_t n = kcm_ctl_msg(m, 4, 20);
+	ssize_t n = kcm_test_msg(m, 4, 20);
 	int c1, c2, kcms = -1, psocks = -1;
 	bool ok;
 
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->tcp[0], self->bpf));
-	c1 = kcm_ctl_clone(self->kcm);
+	c1 = kcm_clone(self->kcm);
 	ASSERT_LE(0, c1) TH_LOG("SIOCKCMCLONE: %s", strerror(-c1));
 	EXPECT_NE(self->kcm, c1);
-	EXPECT_EQ(variant->type, kcm_ctl_getint(c1, SOL_SOCKET, SO_TYPE));
-	EXPECT_EQ(AF_KCM, kcm_ctl_getint(c1, SOL_SOCKET, SO_DOMAIN));
-	c2 = kcm_ctl_clone(c1);			/* a clone of a clone */
+	EXPECT_EQ(variant->type, kcm_getint(c1, SOL_SOCKET, SO_TYPE));
+	EXPECT_EQ(AF_KCM, kcm_getint(c1, SOL_SOCKET, SO_DOMAIN));
+	c2 = kcm_clone(c1);			/* a clone of a clone */
 	ASSERT_LE(0, c2);
-	EXPECT_EQ(variant->type, kcm_ctl_getint(c2, SOL_SOCKET, SO_TYPE));
+	EXPECT_EQ(variant->type, kcm_getint(c2, SOL_SOCKET, SO_TYPE));
 	EXPECT_EQ(1, kcm_ctl_proc_nmux());
 	ASSERT_TRUE(kcm_ctl_proc_mux(&kcms, &psocks));
 	EXPECT_EQ(3, kcms);
 	EXPECT_EQ(1, psocks);
 
-	kcm_ctl_close(&self->kcm);
+	kcm_close_fd(&self->kcm);
 	close(c2);
 	ASSERT_TRUE(kcm_ctl_proc_mux(&kcms, &psocks));
 	EXPECT_EQ(1, kcms);
@@ -1141,10 +885,10 @@ TEST_F(clone, same_mux_same_type)
 
 	ASSERT_EQ(0, kcm_ctl_write_msg(self->tcp[1], 3, 30));
 	EXPECT_EQ(KCM_TEST_HDR_LEN + 30,
-		  kcm_ctl_recv_msg(c1, 3, 30, KCM_CTL_WAIT_MS, &ok));
+		  kcm_ctl_recv_msg(c1, 3, 30, KCM_WAIT_MS, &ok));
 	EXPECT_TRUE(ok);
 	ASSERT_EQ(n, send(c1, m, n, MSG_EOR));
-	EXPECT_TRUE(kcm_ctl_read_stream_msg(self->tcp[1], 4, 20));
+	EXPECT_EQ(NULL, kcm_read_msg(self->tcp[1], 4, 20, KCM_WAIT_MS));
 	close(c1);
 }
 
@@ -1155,14 +899,14 @@ TEST_F(ctl, recv_disable_roundtrip)
 	socklen_t len = sizeof(int);
 	int val = -1;
 
-	EXPECT_EQ(0, kcm_ctl_getint(self->kcm, SOL_KCM, KCM_RECV_DISABLE));
-	EXPECT_EQ(0, kcm_ctl_recv_disable(self->kcm, 1));
-	EXPECT_EQ(1, kcm_ctl_getint(self->kcm, SOL_KCM, KCM_RECV_DISABLE));
-	EXPECT_EQ(0, kcm_ctl_recv_disable(self->kcm, 1));	/* again */
-	EXPECT_EQ(1, kcm_ctl_getint(self->kcm, SOL_KCM, KCM_RECV_DISABLE));
-	EXPECT_EQ(0, kcm_ctl_recv_disable(self->kcm, 0));
-	EXPECT_EQ(0, kcm_ctl_getint(self->kcm, SOL_KCM, KCM_RECV_DISABLE));
-	EXPECT_EQ(0, kcm_ctl_recv_disable(self->kcm, 42));	/* any non-zero */
+	EXPECT_EQ(0, kcm_getint(self->kcm, SOL_KCM, KCM_RECV_DISABLE));
+	EXPECT_EQ(0, kcm_recv_disable(self->kcm, 1));
+	EXPECT_EQ(1, kcm_getint(self->kcm, SOL_KCM, KCM_RECV_DISABLE));
+	EXPECT_EQ(0, kcm_recv_disable(self->kcm, 1));	/* again */
+	EXPECT_EQ(1, kcm_getint(self->kcm, SOL_KCM, KCM_RECV_DISABLE));
+	EXPECT_EQ(0, kcm_recv_disable(self->kcm, 0));
+	EXPECT_EQ(0, kcm_getint(self->kcm, SOL_KCM, KCM_RECV_DISABLE));
+	EXPECT_EQ(0, kcm_recv_disable(self->kcm, 42));	/* any non-zero */
 	ASSERT_EQ(0, getsockopt(self->kcm, SOL_KCM, KCM_RECV_DISABLE, &val, &len));
 	EXPECT_EQ(1, val);
 	EXPECT_EQ(sizeof(int), len);
@@ -1184,7 +928,7 @@ TEST_F(ctl, sockopt_bad_level_enoprotoopt)
 					 &val, &len));
 		EXPECT_EQ(ENOPROTOOPT, errno) TH_LOG("level %d", levels[i]);
 	}
-	EXPECT_EQ(0, kcm_ctl_getint(self->kcm, SOL_KCM, KCM_RECV_DISABLE));
+	EXPECT_EQ(0, kcm_getint(self->kcm, SOL_KCM, KCM_RECV_DISABLE));
 }
 
 TEST_F(ctl, sockopt_bad_optname_enoprotoopt)
@@ -1214,7 +958,7 @@ TEST_F(ctl, sockopt_short_optlen_einval)
 	EXPECT_EQ(-1, setsockopt(self->kcm, SOL_KCM, KCM_RECV_DISABLE, &val, 0));
 	EXPECT_EQ(EINVAL, errno);
 	/* Nothing was set. */
-	EXPECT_EQ(0, kcm_ctl_getint(self->kcm, SOL_KCM, KCM_RECV_DISABLE));
+	EXPECT_EQ(0, kcm_getint(self->kcm, SOL_KCM, KCM_RECV_DISABLE));
 }
 
 /*
@@ -1223,34 +967,34 @@ TEST_F(ctl, sockopt_short_optlen_einval)
  */
 TEST_F(ctl, recv_disable_moves_queue_to_sibling)
 {
-	int k1 = kcm_ctl_clone(self->kcm), i;
+	int k1 = kcm_clone(self->kcm), i;
 	bool ok;
 
 	ASSERT_LE(0, k1);
-	ASSERT_EQ(0, kcm_ctl_recv_disable(k1, 1));
+	ASSERT_EQ(0, kcm_recv_disable(k1, 1));
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	for (i = 0; i < 3; i++) {
 		ASSERT_EQ(0, kcm_ctl_write_msg(self->a[1], i, 100 + i));
-		ASSERT_EQ(i + 1, kcm_ctl_wait_proc("kcm-0", "Recv-Q", i + 1));
+		ASSERT_EQ(i + 1, kcm_wait_proc("kcm-0", "Recv-Q", i + 1));
 	}
 	EXPECT_TRUE(kcm_ctl_nothing(k1));
 
-	ASSERT_EQ(0, kcm_ctl_recv_disable(k1, 0));
-	ASSERT_EQ(0, kcm_ctl_recv_disable(self->kcm, 1));
+	ASSERT_EQ(0, kcm_recv_disable(k1, 0));
+	ASSERT_EQ(0, kcm_recv_disable(self->kcm, 1));
 	for (i = 0; i < 3; i++) {
 		EXPECT_EQ(KCM_TEST_HDR_LEN + 100 + i,
-			  kcm_ctl_recv_msg(k1, i, 100 + i, KCM_CTL_WAIT_MS, &ok));
+			  kcm_ctl_recv_msg(k1, i, 100 + i, KCM_WAIT_MS, &ok));
 		EXPECT_TRUE(ok) TH_LOG("message %d", i);
 	}
 	EXPECT_TRUE(kcm_ctl_nothing(self->kcm));
-	EXPECT_EQ(0, kcm_ctl_proc("kcm-0", "Recv-Q"));
+	EXPECT_EQ(0, kcm_proc_value("kcm-0", "Recv-Q"));
 
 	/* Roles swapped back: the re-enabled socket receives again. */
-	ASSERT_EQ(0, kcm_ctl_recv_disable(self->kcm, 0));
-	ASSERT_EQ(0, kcm_ctl_recv_disable(k1, 1));
+	ASSERT_EQ(0, kcm_recv_disable(self->kcm, 0));
+	ASSERT_EQ(0, kcm_recv_disable(k1, 1));
 	ASSERT_EQ(0, kcm_ctl_write_msg(self->a[1], 7, 77));
 	EXPECT_EQ(KCM_TEST_HDR_LEN + 77,
-		  kcm_ctl_recv_msg(self->kcm, 7, 77, KCM_CTL_WAIT_MS, &ok));
+		  kcm_ctl_recv_msg(self->kcm, 7, 77, KCM_WAIT_MS, &ok));
 	EXPECT_TRUE(ok);
 	EXPECT_TRUE(kcm_ctl_nothing(k1));
 	close(k1);
@@ -1261,14 +1005,14 @@ TEST_F(ctl, recv_disable_only_socket_holds)
 {
 	bool ok;
 
-	ASSERT_EQ(0, kcm_ctl_recv_disable(self->kcm, 1));
+	ASSERT_EQ(0, kcm_recv_disable(self->kcm, 1));
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	ASSERT_EQ(0, kcm_ctl_write_msg(self->a[1], 1, 500));
-	ASSERT_EQ(1, kcm_ctl_wait_proc("psock-0", "RX-Msgs", 1));
+	ASSERT_EQ(1, kcm_wait_proc("psock-0", "RX-Msgs", 1));
 	EXPECT_TRUE(kcm_ctl_nothing(self->kcm));
-	ASSERT_EQ(0, kcm_ctl_recv_disable(self->kcm, 0));
+	ASSERT_EQ(0, kcm_recv_disable(self->kcm, 0));
 	EXPECT_EQ(KCM_TEST_HDR_LEN + 500,
-		  kcm_ctl_recv_msg(self->kcm, 1, 500, KCM_CTL_WAIT_MS, &ok));
+		  kcm_ctl_recv_msg(self->kcm, 1, 500, KCM_WAIT_MS, &ok));
 	EXPECT_TRUE(ok);
 }
 
@@ -1277,24 +1021,24 @@ TEST_F(ctl, recv_disable_only_socket_holds)
 /* Closing a socket hands its unread messages to a sibling, in order. */
 TEST_F(ctl, close_requeues_to_sibling)
 {
-	int k1 = kcm_ctl_clone(self->kcm), kcms, psocks, i;
+	int k1 = kcm_clone(self->kcm), kcms, psocks, i;
 	bool ok;
 
 	ASSERT_LE(0, k1);
-	ASSERT_EQ(0, kcm_ctl_recv_disable(k1, 1));
+	ASSERT_EQ(0, kcm_recv_disable(k1, 1));
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	for (i = 0; i < 3; i++) {
 		ASSERT_EQ(0, kcm_ctl_write_msg(self->a[1], i, 200 + i));
-		ASSERT_EQ(i + 1, kcm_ctl_wait_proc("kcm-0", "Recv-Q", i + 1));
+		ASSERT_EQ(i + 1, kcm_wait_proc("kcm-0", "Recv-Q", i + 1));
 	}
-	ASSERT_EQ(0, kcm_ctl_recv_disable(k1, 0));
-	kcm_ctl_close(&self->kcm);
+	ASSERT_EQ(0, kcm_recv_disable(k1, 0));
+	kcm_close_fd(&self->kcm);
 	ASSERT_TRUE(kcm_ctl_proc_mux(&kcms, &psocks));
 	EXPECT_EQ(1, kcms);
 	EXPECT_EQ(1, psocks);
 	for (i = 0; i < 3; i++) {
 		EXPECT_EQ(KCM_TEST_HDR_LEN + 200 + i,
-			  kcm_ctl_recv_msg(k1, i, 200 + i, KCM_CTL_WAIT_MS, &ok));
+			  kcm_ctl_recv_msg(k1, i, 200 + i, KCM_WAIT_MS, &ok));
 		EXPECT_TRUE(ok) TH_LOG("message %d", i);
 	}
 	EXPECT_TRUE(kcm_ctl_nothing(k1));
@@ -1307,23 +1051,23 @@ TEST_F(ctl, close_requeues_to_sibling)
  */
 TEST_F(ctl, close_last_frees_mux)
 {
-	int k1 = kcm_ctl_clone(self->kcm), i, *pairs[2] = { self->a, self->b };
+	int k1 = kcm_clone(self->kcm), i, *pairs[2] = { self->a, self->b };
 	uint8_t m[KCM_TEST_HDR_LEN + 10], buf[8];
-	ssize_t n = kcm_ctl_msg(m, 1, 10);
+	ssize_t n = kcm_test_msg(m, 1, 10);
 	bool ok;
 
 	ASSERT_LE(0, k1);
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	ASSERT_EQ(0, kcm_attach(k1, self->b[0], self->bpf));
-	ASSERT_EQ(0, kcm_ctl_recv_disable(k1, 1));
+	ASSERT_EQ(0, kcm_recv_disable(k1, 1));
 	ASSERT_EQ(0, kcm_ctl_write_msg(self->b[1], 2, 20));
 	EXPECT_EQ(KCM_TEST_HDR_LEN + 20,
-		  kcm_ctl_recv_msg(self->kcm, 2, 20, KCM_CTL_WAIT_MS, &ok));
+		  kcm_ctl_recv_msg(self->kcm, 2, 20, KCM_WAIT_MS, &ok));
 	EXPECT_TRUE(ok);
 	ASSERT_EQ(n, send(k1, m, n, 0));
 	EXPECT_TRUE(kcm_ctl_read_either_msg(self->a[1], self->b[1], 1, 10));
 
-	kcm_ctl_close(&self->kcm);
+	kcm_close_fd(&self->kcm);
 	EXPECT_EQ(1, kcm_ctl_proc_nmux());
 	close(k1);
 	EXPECT_EQ(0, kcm_ctl_proc_nmux());
@@ -1332,11 +1076,11 @@ TEST_F(ctl, close_last_frees_mux)
 	for (i = 0; i < 2; i++) {
 		int *p = pairs[i];
 
-		EXPECT_EQ(0, kcm_ctl_getint(p[0], SOL_SOCKET, SO_ERROR));
+		EXPECT_EQ(0, kcm_getint(p[0], SOL_SOCKET, SO_ERROR));
 		ASSERT_EQ(0, kcm_ctl_write_msg(p[1], 3, 30));
-		EXPECT_TRUE(kcm_ctl_read_stream_msg(p[0], 3, 30)) TH_LOG("pair %d", i);
+		EXPECT_EQ(NULL, kcm_read_msg(p[0], 3, 30, KCM_WAIT_MS)) TH_LOG("pair %d", i);
 		ASSERT_EQ(4, send(p[0], "pong", 4, 0));
-		EXPECT_EQ(4, kcm_ctl_read_exact(p[1], buf, 4, KCM_CTL_WAIT_MS));
+		EXPECT_EQ(4, kcm_read_exact(p[1], buf, 4, KCM_WAIT_MS));
 		EXPECT_EQ(0, memcmp(buf, "pong", 4));
 	}
 }
@@ -1349,7 +1093,7 @@ TEST_F(ctl, close_last_frees_mux)
  */
 TEST_F(ctl, proc_net_kcm_lists_and_counts)
 {
-	int k1 = kcm_ctl_clone(self->kcm), kcms = -1, psocks = -1, i;
+	int k1 = kcm_clone(self->kcm), kcms = -1, psocks = -1, i;
 	uint8_t m[KCM_TEST_HDR_LEN + 64];
 	long long tx;
 	bool ok;
@@ -1364,37 +1108,37 @@ TEST_F(ctl, proc_net_kcm_lists_and_counts)
 	EXPECT_EQ(1, kcm_ctl_proc_count("mux"));
 	EXPECT_EQ(2, kcm_ctl_proc_count("kcm-"));
 	EXPECT_EQ(2, kcm_ctl_proc_count("psock-"));
-	EXPECT_LE(0, kcm_ctl_proc("kcm-0", "RX-Msgs"));
-	EXPECT_LE(0, kcm_ctl_proc("kcm-1", "RX-Msgs"));
+	EXPECT_LE(0, kcm_proc_value("kcm-0", "RX-Msgs"));
+	EXPECT_LE(0, kcm_proc_value("kcm-1", "RX-Msgs"));
 
 	/* Receive: 3 messages through psock-0 (a), 2 through psock-1 (b). */
-	ASSERT_EQ(0, kcm_ctl_recv_disable(k1, 1));
+	ASSERT_EQ(0, kcm_recv_disable(k1, 1));
 	for (i = 0; i < 5; i++) {
 		ASSERT_EQ(0, kcm_ctl_write_msg(i < 3 ? self->a[1] : self->b[1],
 					       i, 64));
 		EXPECT_EQ(KCM_TEST_HDR_LEN + 64,
-			  kcm_ctl_recv_msg(self->kcm, i, 64, KCM_CTL_WAIT_MS, &ok));
+			  kcm_ctl_recv_msg(self->kcm, i, 64, KCM_WAIT_MS, &ok));
 		EXPECT_TRUE(ok);
 	}
-	EXPECT_EQ(3, kcm_ctl_proc("psock-0", "RX-Msgs"));
-	EXPECT_EQ(2, kcm_ctl_proc("psock-1", "RX-Msgs"));
-	EXPECT_EQ(3 * (KCM_TEST_HDR_LEN + 64), kcm_ctl_proc("psock-0", "RX-Bytes"));
-	EXPECT_EQ(5, kcm_ctl_proc("kcm-0", "RX-Msgs"));
-	EXPECT_EQ(0, kcm_ctl_proc("kcm-1", "RX-Msgs"));
-	EXPECT_EQ(5 * (KCM_TEST_HDR_LEN + 64), kcm_ctl_proc("kcm-0", "RX-Bytes"));
+	EXPECT_EQ(3, kcm_proc_value("psock-0", "RX-Msgs"));
+	EXPECT_EQ(2, kcm_proc_value("psock-1", "RX-Msgs"));
+	EXPECT_EQ(3 * (KCM_TEST_HDR_LEN + 64), kcm_proc_value("psock-0", "RX-Bytes"));
+	EXPECT_EQ(5, kcm_proc_value("kcm-0", "RX-Msgs"));
+	EXPECT_EQ(0, kcm_proc_value("kcm-1", "RX-Msgs"));
+	EXPECT_EQ(5 * (KCM_TEST_HDR_LEN + 64), kcm_proc_value("kcm-0", "RX-Bytes"));
 
 	/* Send: 4 from kcm-1, over whichever psock. */
 	for (i = 0; i < 4; i++) {
-		ASSERT_EQ(KCM_TEST_HDR_LEN + 64, kcm_ctl_msg(m, 10 + i, 64));
+		ASSERT_EQ(KCM_TEST_HDR_LEN + 64, kcm_test_msg(m, 10 + i, 64));
 		ASSERT_EQ(KCM_TEST_HDR_LEN + 64,
 			  send(k1, m, KCM_TEST_HDR_LEN + 64, 0));
 	}
 	EXPECT_EQ(4, kcm_ctl_read_msgs_any(self->a[1], self->b[1], 10, 4, 64));
-	tx = kcm_ctl_proc("psock-0", "TX-Msgs") + kcm_ctl_proc("psock-1", "TX-Msgs");
+	tx = kcm_proc_value("psock-0", "TX-Msgs") + kcm_proc_value("psock-1", "TX-Msgs");
 	EXPECT_EQ(4, tx);
-	EXPECT_EQ(4, kcm_ctl_proc("kcm-1", "TX-Msgs"));
-	EXPECT_EQ(0, kcm_ctl_proc("kcm-0", "TX-Msgs"));
-	EXPECT_EQ(4 * (KCM_TEST_HDR_LEN + 64), kcm_ctl_proc("kcm-1", "TX-Bytes"));
+	EXPECT_EQ(4, kcm_proc_value("kcm-1", "TX-Msgs"));
+	EXPECT_EQ(0, kcm_proc_value("kcm-0", "TX-Msgs"));
+	EXPECT_EQ(4 * (KCM_TEST_HDR_LEN + 64), kcm_proc_value("kcm-1", "TX-Bytes"));
 
 	/* Objects leave the listing as they go. */
 	ASSERT_EQ(0, kcm_unattach(self->kcm, self->b[0]));
@@ -1405,7 +1149,7 @@ TEST_F(ctl, proc_net_kcm_lists_and_counts)
 	ASSERT_TRUE(kcm_ctl_proc_mux(&kcms, &psocks));
 	EXPECT_EQ(1, kcms);
 	EXPECT_EQ(1, kcm_ctl_proc_count("kcm-"));
-	kcm_ctl_close(&self->kcm);
+	kcm_close_fd(&self->kcm);
 	EXPECT_EQ(0, kcm_ctl_proc_nmux());
 	EXPECT_EQ(0, kcm_ctl_proc_count("psock-"));
 }
@@ -1413,12 +1157,12 @@ TEST_F(ctl, proc_net_kcm_lists_and_counts)
 /* kcm_stats counts attaches (failed ones not) and messages both ways. */
 TEST_F(ctl, kcm_stats_attach_and_msgs)
 {
-	long long attach0 = kcm_ctl_stat("MUX", "Attach");
-	long long rx0 = kcm_ctl_stat("Psock", "RX-Msgs");
-	long long rxb0 = kcm_ctl_stat("Psock", "RX-Bytes");
-	long long tx0 = kcm_ctl_stat("Psock", "TX-Msgs");
-	long long txb0 = kcm_ctl_stat("Psock", "TX-Bytes");
-	long long mtx0 = kcm_ctl_stat("MUX", "TX-Msgs");
+	long long attach0 = kcm_stat("MUX", "Attach");
+	long long rx0 = kcm_stat("Psock", "RX-Msgs");
+	long long rxb0 = kcm_stat("Psock", "RX-Bytes");
+	long long tx0 = kcm_stat("Psock", "TX-Msgs");
+	long long txb0 = kcm_stat("Psock", "TX-Bytes");
+	long long mtx0 = kcm_stat("MUX", "TX-Msgs");
 	uint8_t m[KCM_TEST_HDR_LEN + 100];
 	int i, rx_bytes = 0, tx_bytes = 0;
 	bool ok;
@@ -1429,42 +1173,42 @@ TEST_F(ctl, kcm_stats_attach_and_msgs)
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	EXPECT_EQ(-EALREADY, kcm_attach(self->kcm, self->a[0], self->bpf));
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->b[0], self->bpf));
-	EXPECT_EQ(2, kcm_ctl_stat("MUX", "Attach") - attach0);
+	EXPECT_EQ(2, kcm_stat("MUX", "Attach") - attach0);
 
 	for (i = 0; i < 6; i++) {
 		int *p = i % 2 ? self->b : self->a;
 
 		ASSERT_EQ(0, kcm_ctl_write_msg(p[1], i, 10 * i));
 		EXPECT_EQ(KCM_TEST_HDR_LEN + 10 * i,
-			  kcm_ctl_recv_msg(self->kcm, i, 10 * i, KCM_CTL_WAIT_MS, &ok));
+			  kcm_ctl_recv_msg(self->kcm, i, 10 * i, KCM_WAIT_MS, &ok));
 		EXPECT_TRUE(ok);
 		rx_bytes += KCM_TEST_HDR_LEN + 10 * i;
 	}
 	for (i = 0; i < 5; i++) {
-		ssize_t n = kcm_ctl_msg(m, 100 + i, 20 * i);
+		ssize_t n = kcm_test_msg(m, 100 + i, 20 * i);
 
 		ASSERT_EQ(n, send(self->kcm, m, n, 0));
 		tx_bytes += n;
 		EXPECT_TRUE(kcm_ctl_read_either_msg(self->a[1], self->b[1],
 						    100 + i, 20 * i));
 	}
-	EXPECT_EQ(6, kcm_ctl_stat("Psock", "RX-Msgs") - rx0);
-	EXPECT_EQ(rx_bytes, kcm_ctl_stat("Psock", "RX-Bytes") - rxb0);
-	EXPECT_EQ(5, kcm_ctl_stat("Psock", "TX-Msgs") - tx0);
-	EXPECT_EQ(tx_bytes, kcm_ctl_stat("Psock", "TX-Bytes") - txb0);
-	EXPECT_EQ(5, kcm_ctl_stat("MUX", "TX-Msgs") - mtx0);
+	EXPECT_EQ(6, kcm_stat("Psock", "RX-Msgs") - rx0);
+	EXPECT_EQ(rx_bytes, kcm_stat("Psock", "RX-Bytes") - rxb0);
+	EXPECT_EQ(5, kcm_stat("Psock", "TX-Msgs") - tx0);
+	EXPECT_EQ(tx_bytes, kcm_stat("Psock", "TX-Bytes") - txb0);
+	EXPECT_EQ(5, kcm_stat("MUX", "TX-Msgs") - mtx0);
 	/* Totals survive the mux. */
-	kcm_ctl_close(&self->kcm);
-	EXPECT_EQ(6, kcm_ctl_stat("Psock", "RX-Msgs") - rx0);
-	EXPECT_EQ(5, kcm_ctl_stat("Psock", "TX-Msgs") - tx0);
-	EXPECT_EQ(2, kcm_ctl_stat("MUX", "Attach") - attach0);
+	kcm_close_fd(&self->kcm);
+	EXPECT_EQ(6, kcm_stat("Psock", "RX-Msgs") - rx0);
+	EXPECT_EQ(5, kcm_stat("Psock", "TX-Msgs") - tx0);
+	EXPECT_EQ(2, kcm_stat("MUX", "Attach") - attach0);
 }
 
 /* kcm_stats counts unattaches, explicit and at the mux's end. */
 TEST_F(ctl, kcm_stats_unattach)
 {
-	long long un0 = kcm_ctl_stat("MUX", "Unattach");
-	long long rsvd0 = kcm_ctl_stat("MUX", "UnattchRsvd");
+	long long un0 = kcm_stat("MUX", "Unattach");
+	long long rsvd0 = kcm_stat("MUX", "UnattchRsvd");
 
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->b[0], self->bpf));
@@ -1472,15 +1216,15 @@ TEST_F(ctl, kcm_stats_unattach)
 	EXPECT_EQ(-ENOENT, kcm_unattach(self->kcm, self->a[0]));
 	if (kcmux_is_reference()) {
 		/* The in-tree value is there, under the other name. */
-		EXPECT_EQ(1, kcm_ctl_stat("MUX", "UnattchRsvd") - rsvd0);
-		EXPECT_EQ(0, kcm_ctl_stat("MUX", "Unattach") - un0);
+		EXPECT_EQ(1, kcm_stat("MUX", "UnattchRsvd") - rsvd0);
+		EXPECT_EQ(0, kcm_stat("MUX", "Unattach") - un0);
 		SKIP(return, "in-tree kcm_stats prints psock_unattach under UnattchRsvd and psock_unattach_rsvd under Unattach (swapped)");
 	}
-	EXPECT_EQ(1, kcm_ctl_stat("MUX", "Unattach") - un0);
-	EXPECT_EQ(0, kcm_ctl_stat("MUX", "UnattchRsvd") - rsvd0);
-	kcm_ctl_close(&self->kcm);	/* unattaches b */
-	EXPECT_EQ(2, kcm_ctl_stat("MUX", "Unattach") - un0);
-	EXPECT_EQ(0, kcm_ctl_stat("MUX", "UnattchRsvd") - rsvd0);
+	EXPECT_EQ(1, kcm_stat("MUX", "Unattach") - un0);
+	EXPECT_EQ(0, kcm_stat("MUX", "UnattchRsvd") - rsvd0);
+	kcm_close_fd(&self->kcm);	/* unattaches b */
+	EXPECT_EQ(2, kcm_stat("MUX", "Unattach") - un0);
+	EXPECT_EQ(0, kcm_stat("MUX", "UnattchRsvd") - rsvd0);
 }
 
 TEST_HARNESS_MAIN

@@ -212,19 +212,7 @@ static const uint8_t *race_pat_for(uint32_t id)
 	return race_pat + h % RACE_PAT_SPAN;
 }
 
-/* --- socket helpers (candidates for lib/kcm_test.h) ------------------- */
-
-static int race_setint(int fd, int level, int name, int val)
-{
-	return setsockopt(fd, level, name, &val, sizeof(val)) ? -errno : 0;
-}
-
-static int race_settimeo(int fd, int name, unsigned int usec)
-{
-	struct timeval tv = { .tv_sec = usec / 1000000, .tv_usec = usec % 1000000 };
-
-	return setsockopt(fd, SOL_SOCKET, name, &tv, sizeof(tv)) ? -errno : 0;
-}
+/* --- socket helpers of this file (shared ones: lib/kcm_test.h) ------- */
 
 static int race_nonblock(int fd)
 {
@@ -233,27 +221,6 @@ static int race_nonblock(int fd)
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK))
 		return -errno;
 	return 0;
-}
-
-/* SIOCKCMCLONE: the new fd or -errno. */
-static int race_clone(int kcmfd)
-{
-	struct kcm_clone info = { .fd = -1 };
-
-	if (ioctl(kcmfd, SIOCKCMCLONE, &info))
-		return -errno;
-	return info.fd;
-}
-
-/* A parser that frames every message as len bytes, whatever it sees. */
-static int race_bpf_const(uint32_t len)
-{
-	const struct bpf_insn insns[] = {
-		KCM_INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, (int32_t)len),
-		KCM_INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
-	};
-
-	return kcm_bpf_prog_load(insns, 2, NULL, 0);
 }
 
 /* Reads exactly n bytes; 0, -ETIMEDOUT after stall_ms without data, -EPIPE on EOF. */
@@ -320,20 +287,9 @@ static int race_write_all(struct race *r, int fd, const void *buf, size_t n,
  * sender's thread), and TCP raises SIGPIPE there when the psock's peer
  * is gone.  Counted, not fatal: what matters here is the kernel.
  */
-static atomic_uint race_sigpipes;
-
-static void race_on_sigpipe(int sig)
-{
-	atomic_fetch_add(&race_sigpipes, 1);
-}
-
 static void __attribute__((constructor)) race_catch_sigpipe(void)
 {
-	struct sigaction sa = { .sa_handler = race_on_sigpipe };
-
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	sigaction(SIGPIPE, &sa, NULL);
+	kcm_sigpipe_catch();
 }
 
 /* Kernel release at least maj.min? */
@@ -345,22 +301,6 @@ static bool race_kernel_at_least(int maj, int min)
 	if (uname(&u) || sscanf(u.release, "%d.%d", &a, &b) != 2)
 		return false;
 	return a > maj || (a == maj && b >= min);
-}
-
-/* Copies a /proc file to stderr as TAP diagnostics. */
-static void race_dump_file(const char *path)
-{
-	char line[512];
-	FILE *f = fopen(path, "re");
-
-	if (!f) {
-		fprintf(stderr, "# %s: %s\n", path, strerror(errno));
-		return;
-	}
-	fprintf(stderr, "# --- %s\n", path);
-	while (fgets(line, sizeof(line), f))
-		fprintf(stderr, "# %s", line);
-	fclose(f);
 }
 
 /* What the kernel holds for us when a test fails: for the lead. */
@@ -453,8 +393,8 @@ static void race_dump_tasks(void)
 
 static void race_dump_kcm(void)
 {
-	race_dump_file("/proc/net/kcm");
-	race_dump_file("/proc/net/kcm_stats");
+	kcm_dump_file("/proc/net/kcm");
+	kcm_dump_file("/proc/net/kcm_stats");
 }
 
 /* Fixed-length test messages: [id][~id][payload from the pattern]. */
@@ -750,7 +690,7 @@ static void t1_dump(struct t1 *t)
 	fprintf(stderr, "# %u ok, %u EAGAIN, %u EFAULT, %u EMSGSIZE, %u SIGPIPE\n",
 		atomic_load(&t->n_ok), atomic_load(&t->n_eagain),
 		atomic_load(&t->n_efault), atomic_load(&t->n_emsgsize),
-		atomic_load(&race_sigpipes));
+		kcm_sigpipes());
 	race_dump_kcm();
 	race_dump_tcp("KCM side TCP", t->tcp[0]);
 	race_dump_tcp("peer TCP", t->tcp[1]);
@@ -803,37 +743,30 @@ FIXTURE_SETUP(dgram_more)
 	t->kcm = kcm_socket(SOCK_DGRAM);
 	ASSERT_LE(0, t->kcm) TH_LOG("socket(AF_KCM): %s", strerror(-t->kcm));
 	/* Small: senders wait for memory.  Fits 4 open chunks for kcmux. */
-	ASSERT_EQ(0, race_setint(t->kcm, SOL_SOCKET, SO_SNDBUF, 200000));
+	ASSERT_EQ(0, kcm_setint(t->kcm, SOL_SOCKET, SO_SNDBUF, 200000));
 	if (variant->sndtimeo_us)
-		ASSERT_EQ(0, race_settimeo(t->kcm, SO_SNDTIMEO, variant->sndtimeo_us));
+		ASSERT_EQ(0, kcm_set_timeo_us(t->kcm, SO_SNDTIMEO, variant->sndtimeo_us));
 	ASSERT_EQ(0, kcm_tcp_pair(AF_INET, t->tcp));
-	ASSERT_EQ(0, race_setint(t->tcp[0], SOL_SOCKET, SO_SNDBUF, 32768));
-	ASSERT_EQ(0, race_setint(t->tcp[1], SOL_SOCKET, SO_RCVBUF, 65536));
+	ASSERT_EQ(0, kcm_setint(t->tcp[0], SOL_SOCKET, SO_SNDBUF, 32768));
+	ASSERT_EQ(0, kcm_setint(t->tcp[1], SOL_SOCKET, SO_RCVBUF, 65536));
 	ASSERT_EQ(0, race_nonblock(t->tcp[1]));
 	self->prog = kcm_bpf_load_parser();
 	ASSERT_LE(0, self->prog);
 	ASSERT_EQ(0, kcm_attach(t->kcm, t->tcp[0], self->prog));
 }
 
-static void race_close(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
 static void t1_teardown(struct t1 *t)
 {
 	if (!t)
 		return;
-	race_close(&t->kcm);
-	race_close(&t->tcp[0]);
-	race_close(&t->tcp[1]);
+	kcm_close_fd(&t->kcm);
+	kcm_close_fd(&t->tcp[0]);
+	kcm_close_fd(&t->tcp[1]);
 }
 
 FIXTURE_TEARDOWN(dgram_more)
 {
-	race_close(&self->prog);
+	kcm_close_fd(&self->prog);
 	t1_teardown(self->t);
 }
 
@@ -958,8 +891,8 @@ static int t2_new_pair(int fds[2])
 	if (err)
 		return err;
 	/* Small buffers: reservations last, messages stay half sent. */
-	if (race_setint(fds[0], SOL_SOCKET, SO_SNDBUF, 16384) ||
-	    race_setint(fds[1], SOL_SOCKET, SO_RCVBUF, 16384) ||
+	if (kcm_setint(fds[0], SOL_SOCKET, SO_SNDBUF, 16384) ||
+	    kcm_setint(fds[1], SOL_SOCKET, SO_RCVBUF, 16384) ||
 	    race_nonblock(fds[1]))
 		return -errno;
 	return 0;
@@ -1018,7 +951,7 @@ static void *t2_close_thread(void *arg)
 
 		pthread_mutex_lock(&t->slot_lock[s]);
 		close(t->slot[s]);
-		fd = race_clone(t->k0);
+		fd = kcm_clone(t->k0);
 		t->slot[s] = fd;
 		pthread_mutex_unlock(&t->slot_lock[s]);
 		if (fd < 0) {
@@ -1116,10 +1049,10 @@ FIXTURE_SETUP(unattach_close)
 
 	t->k0 = kcm_socket(SOCK_DGRAM);
 	ASSERT_LE(0, t->k0) TH_LOG("socket(AF_KCM): %s", strerror(-t->k0));
-	t->prog = race_bpf_const(T2_RX_LEN);
+	t->prog = kcm_bpf_fixed_parser(T2_RX_LEN);
 	ASSERT_LE(0, t->prog) TH_LOG("BPF_PROG_LOAD: %s", strerror(-t->prog));
 	for (i = 0; i < T2_SLOTS; i++) {
-		t->slot[i] = race_clone(t->k0);
+		t->slot[i] = kcm_clone(t->k0);
 		ASSERT_LE(0, t->slot[i]) TH_LOG("SIOCKCMCLONE: %s", strerror(-t->slot[i]));
 	}
 	for (i = 0; i < T2_PAIRS; i++) {
@@ -1136,13 +1069,13 @@ static void t2_teardown(struct t2 *t)
 	if (!t)
 		return;
 	for (i = 0; i < T2_SLOTS; i++)
-		race_close(&t->slot[i]);
+		kcm_close_fd(&t->slot[i]);
 	for (i = 0; i < T2_PAIRS; i++) {
-		race_close(&t->tcp[i][0]);
-		race_close(&t->tcp[i][1]);
+		kcm_close_fd(&t->tcp[i][0]);
+		kcm_close_fd(&t->tcp[i][1]);
 	}
-	race_close(&t->k0);
-	race_close(&t->prog);
+	kcm_close_fd(&t->k0);
+	kcm_close_fd(&t->prog);
 }
 
 FIXTURE_TEARDOWN(unattach_close)
@@ -1179,7 +1112,7 @@ TEST_F_TIMEOUT(unattach_close, unattach_races_release_and_tx, 90)
 	       atomic_load(&t->n_close), atomic_load(&t->n_attach),
 	       atomic_load(&t->n_attach_busy), atomic_load(&t->n_unattach),
 	       atomic_load(&t->n_unattach_busy), atomic_load(&t->n_replace),
-	       atomic_load(&race_sigpipes));
+	       kcm_sigpipes());
 	EXPECT_LT(0u, atomic_load(&t->n_sent));
 	EXPECT_LT(0u, atomic_load(&t->n_unattach));
 
@@ -1212,7 +1145,7 @@ TEST_F_TIMEOUT(unattach_close, unattach_races_release_and_tx, 90)
 	ASSERT_EQ(0, race_read_exact(pair[1], got, sizeof(got), RACE_STALL_MS));
 	EXPECT_EQ(0, memcmp(out, got, sizeof(got)));
 	ASSERT_EQ(T2_RX_LEN, write(pair[1], out, T2_RX_LEN));
-	ASSERT_EQ(0, race_settimeo(t->k0, SO_RCVTIMEO, RACE_STALL_MS * 1000));
+	ASSERT_EQ(0, kcm_set_timeo_us(t->k0, SO_RCVTIMEO, RACE_STALL_MS * 1000));
 	n = recv(t->k0, in, sizeof(in), 0);
 	EXPECT_EQ(T2_RX_LEN, n) TH_LOG("recv: %s", n < 0 ? strerror(errno) : "short");
 	EXPECT_EQ(0, memcmp(out, in, T2_RX_LEN));
@@ -1260,7 +1193,7 @@ FIXTURE_SETUP(seqpacket_fault)
 	self->kcm = kcm_socket(SOCK_SEQPACKET);
 	ASSERT_LE(0, self->kcm) TH_LOG("socket(AF_KCM): %s", strerror(-self->kcm));
 	/* kcmux bounds a message by SO_SNDBUF; ours reach 1.2 MB. */
-	err = race_setint(self->kcm, SOL_SOCKET, SO_SNDBUFFORCE, 4 << 20);
+	err = kcm_setint(self->kcm, SOL_SOCKET, SO_SNDBUFFORCE, 4 << 20);
 	if (err == -EPERM)
 		SKIP(return, "SO_SNDBUFFORCE needs CAP_NET_ADMIN");
 	ASSERT_EQ(0, err);
@@ -1700,10 +1633,10 @@ FIXTURE_SETUP(splice_race)
 
 	t->kcm = kcm_socket(variant->type);
 	ASSERT_LE(0, t->kcm) TH_LOG("socket(AF_KCM): %s", strerror(-t->kcm));
-	ASSERT_EQ(0, race_settimeo(t->kcm, SO_RCVTIMEO, 50000));
+	ASSERT_EQ(0, kcm_set_timeo_us(t->kcm, SO_RCVTIMEO, 50000));
 	ASSERT_EQ(0, kcm_tcp_pair(AF_INET, self->tcp));
 	ASSERT_EQ(0, race_nonblock(self->tcp[1]));
-	self->prog = race_bpf_const(variant->len);
+	self->prog = kcm_bpf_fixed_parser(variant->len);
 	ASSERT_LE(0, self->prog) TH_LOG("BPF_PROG_LOAD: %s", strerror(-self->prog));
 	ASSERT_EQ(0, kcm_attach(t->kcm, self->tcp[0], self->prog));
 	t->x.peer[0] = self->tcp[1];
@@ -1830,7 +1763,7 @@ static void *t5_clone_thread(void *arg)
 		return NULL;
 	}
 	while (race_go(&x->r)) {
-		int c = race_clone(t->k0), k, j, one = 1;
+		int c = kcm_clone(t->k0), k, j, one = 1;
 
 		if (c < 0) {
 			race_fail(&x->r, "SIOCKCMCLONE: %s", strerror(-c));
@@ -1900,8 +1833,8 @@ FIXTURE_SETUP(close_rx)
 
 	t->k0 = kcm_socket(SOCK_DGRAM);
 	ASSERT_LE(0, t->k0) TH_LOG("socket(AF_KCM): %s", strerror(-t->k0));
-	ASSERT_EQ(0, race_settimeo(t->k0, SO_RCVTIMEO, 50000));
-	self->prog = race_bpf_const(variant->len);
+	ASSERT_EQ(0, kcm_set_timeo_us(t->k0, SO_RCVTIMEO, 50000));
+	self->prog = kcm_bpf_fixed_parser(variant->len);
 	ASSERT_LE(0, self->prog) TH_LOG("BPF_PROG_LOAD: %s", strerror(-self->prog));
 	for (i = 0; i < T5_PEERS; i++) {
 		ASSERT_EQ(0, kcm_tcp_pair(AF_INET, self->tcp[i]));
@@ -2017,27 +1950,6 @@ static void *t6_busy_thread(void *arg)
 	return NULL;
 }
 
-static int t6_lo_up(void)
-{
-	struct ifreq ifr;
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	int err = 0;
-
-	if (fd < 0)
-		return -errno;
-	memset(&ifr, 0, sizeof(ifr));
-	memcpy(ifr.ifr_name, "lo", sizeof("lo"));
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr)) {
-		err = -errno;
-	} else {
-		ifr.ifr_flags |= IFF_UP;
-		if (ioctl(fd, SIOCSIFFLAGS, &ifr))
-			err = -errno;
-	}
-	close(fd);
-	return err;
-}
-
 /* Exit status: 0, or 10 + the step that failed. */
 static void __attribute__((noreturn)) t6_child_main(unsigned int mode, uint64_t rnd)
 {
@@ -2049,9 +1961,9 @@ static void __attribute__((noreturn)) t6_child_main(unsigned int mode, uint64_t 
 
 	if (unshare(CLONE_NEWNET))
 		_exit(10);
-	if (t6_lo_up())
+	if (kcm_lo_up())
 		_exit(11);
-	prog = race_bpf_const(T6_MSG);
+	prog = kcm_bpf_fixed_parser(T6_MSG);
 	if (prog < 0)
 		_exit(12);
 	c.fds[c.nfds++] = prog;
@@ -2065,7 +1977,7 @@ static void __attribute__((noreturn)) t6_child_main(unsigned int mode, uint64_t 
 		if (k < 0)
 			_exit(13);
 		c.fds[c.nfds++] = c.kcm[c.nkcm++] = k;
-		k2 = race_clone(k);
+		k2 = kcm_clone(k);
 		if (k2 < 0)
 			_exit(14);
 		c.fds[c.nfds++] = c.kcm[c.nkcm++] = k2;
@@ -2076,7 +1988,7 @@ static void __attribute__((noreturn)) t6_child_main(unsigned int mode, uint64_t 
 				_exit(15);
 			c.fds[c.nfds++] = pair[0];
 			c.fds[c.nfds++] = pair[1];
-			if (race_setint(pair[0], SOL_SOCKET, SO_SNDBUF, 8192) ||
+			if (kcm_setint(pair[0], SOL_SOCKET, SO_SNDBUF, 8192) ||
 			    race_nonblock(pair[1]))
 				_exit(16);
 			if (kcm_attach(k, pair[0], prog))

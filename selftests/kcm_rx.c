@@ -76,28 +76,6 @@
 #include "kselftest_harness.h"
 
 #define KCM_RX_HDR		4
-#define KCM_RX_WAIT_MS		5000	/* bound of every "it must happen" wait */
-
-#ifndef SO_RCVBUFFORCE
-#define SO_RCVBUFFORCE		33
-#endif
-
-/* ------------------------------------------------------------------ */
-/* Time                                                                */
-/* ------------------------------------------------------------------ */
-
-static long long kcm_rx_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
-static void kcm_rx_msleep(int ms)
-{
-	poll(NULL, 0, ms);
-}
 
 /* ------------------------------------------------------------------ */
 /* Messages                                                            */
@@ -164,113 +142,30 @@ struct kcm_rx_pair {
 	int r;
 };
 
-/* Own network namespace with lo up: fresh /proc/net/kcm{,_stats}. */
-static int kcm_rx_netns(void)
-{
-	struct ifreq ifr;
-	int fd, err = 0;
-
-	if (unshare(CLONE_NEWNET))
-		return -errno;
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr))
-		err = -errno;
-	ifr.ifr_flags |= IFF_UP;
-	if (!err && ioctl(fd, SIOCSIFFLAGS, &ifr))
-		err = -errno;
-	close(fd);
-	return err;
-}
-
-static int kcm_rx_setint(int fd, int level, int opt, int val)
-{
-	return setsockopt(fd, level, opt, &val, sizeof(val)) ? -errno : 0;
-}
-
-static int kcm_rx_getint(int fd, int level, int opt)
-{
-	socklen_t len = sizeof(int);
-	int val = -1;
-
-	if (getsockopt(fd, level, opt, &val, &len))
-		return -errno;
-	return val;
-}
-
-static int kcm_rx_set_timeo(int fd, int opt, int ms)
-{
-	struct timeval tv = { .tv_sec = ms / 1000,
-			      .tv_usec = (ms % 1000) * 1000 };
-
-	return setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv)) ? -errno : 0;
-}
-
-/* SO_RCVBUF beyond net.core.rmem_max (we are root in the test VM). */
-static int kcm_rx_set_rcvbuf(int fd, int bytes)
-{
-	if (!kcm_rx_setint(fd, SOL_SOCKET, SO_RCVBUFFORCE, bytes))
-		return 0;
-	return kcm_rx_setint(fd, SOL_SOCKET, SO_RCVBUF, bytes);
-}
-
 /*
  * A TCP pair over loopback.  rcvbuf > 0 sets SO_RCVBUF(FORCE) on the
  * listener, so the accepted end starts with it and its TCP window is
  * sized for it (setting it after the handshake would not open the
- * window).  The writer has TCP_NODELAY (one write, one segment) and a
- * bounded SO_SNDTIMEO: a stalled receiver fails a test, never hangs it.
+ * window).  TCP_NODELAY on both ends (one write, one segment), and the
+ * writer has a bounded SO_SNDTIMEO: a stalled receiver fails a test,
+ * never hangs it.
  */
 static int kcm_rx_pair_open(int family, int rcvbuf, struct kcm_rx_pair *p)
 {
-	struct sockaddr_storage ss;
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-	socklen_t len;
-	int lfd, err;
+	const struct kcm_tcp_opts o = {
+		.rcvbuf = rcvbuf,
+		.nodelay = true,
+		.sndtimeo_ms = KCM_WAIT_MS,
+	};
+	int fds[2], err;
 
 	p->w = p->r = -1;
-	memset(&ss, 0, sizeof(ss));
-	if (family == AF_INET) {
-		sin->sin_family = AF_INET;
-		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		len = sizeof(*sin);
-	} else {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_addr = in6addr_loopback;
-		len = sizeof(*sin6);
-	}
-	lfd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (lfd < 0)
-		return -errno;
-	if (rcvbuf > 0 && kcm_rx_set_rcvbuf(lfd, rcvbuf))
-		goto fail;
-	if (bind(lfd, (struct sockaddr *)&ss, len) || listen(lfd, 1) ||
-	    getsockname(lfd, (struct sockaddr *)&ss, &len))
-		goto fail;
-	p->w = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (p->w < 0 || connect(p->w, (struct sockaddr *)&ss, len))
-		goto fail;
-	p->r = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (p->r < 0)
-		goto fail;
-	if (kcm_rx_setint(p->w, IPPROTO_TCP, TCP_NODELAY, 1) ||
-	    kcm_rx_set_timeo(p->w, SO_SNDTIMEO, KCM_RX_WAIT_MS))
-		goto fail;
-	close(lfd);
+	err = kcm_tcp_pair_opts(family, fds, &o);
+	if (err)
+		return err;
+	p->w = fds[0];
+	p->r = fds[1];
 	return 0;
-fail:
-	err = -errno;
-	if (p->w >= 0)
-		close(p->w);
-	if (p->r >= 0)
-		close(p->r);
-	p->w = p->r = -1;
-	close(lfd);
-	return err ? err : -EIO;
 }
 
 static void kcm_rx_pair_close(struct kcm_rx_pair *p)
@@ -280,31 +175,6 @@ static void kcm_rx_pair_close(struct kcm_rx_pair *p)
 	if (p->r >= 0)
 		close(p->r);
 	p->w = p->r = -1;
-}
-
-static int kcm_rx_clone(int kcmfd)
-{
-	struct kcm_clone c = { .fd = -1 };
-
-	return ioctl(kcmfd, SIOCKCMCLONE, &c) ? -errno : c.fd;
-}
-
-static int kcm_rx_send_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= n;
-	}
-	return 0;
 }
 
 /* recvmsg into one buffer; *mflags gets msg_flags. */
@@ -319,60 +189,6 @@ static ssize_t kcm_rx_recv(int fd, void *buf, size_t len, int flags,
 	if (mflags)
 		*mflags = n < 0 ? 0 : mh.msg_flags;
 	return n;
-}
-
-/* revents of fd after waiting up to ms for events; -errno on error. */
-static int kcm_rx_poll(int fd, short events, int ms)
-{
-	struct pollfd pfd = { .fd = fd, .events = events };
-	int n = poll(&pfd, 1, ms);
-
-	if (n < 0)
-		return -errno;
-	return n ? pfd.revents : 0;
-}
-
-/* Waits for POLLERR on fd: 0, or -ETIMEDOUT after ms. */
-static int kcm_rx_wait_pollerr(int fd, int ms)
-{
-	long long end = kcm_rx_now_ms() + ms;
-	int rev;
-
-	for (;;) {
-		long long left = end - kcm_rx_now_ms();
-
-		if (left < 0)
-			return -ETIMEDOUT;
-		/* POLLERR and POLLHUP are reported without being asked. */
-		rev = kcm_rx_poll(fd, 0, (int)left);
-		if (rev < 0)
-			return rev;
-		if (rev & POLLERR)
-			return 0;
-		if (rev)	/* POLLHUP alone: would not block again */
-			kcm_rx_msleep(1);
-	}
-}
-
-static int kcm_rx_sock_error(int fd)
-{
-	return kcm_rx_getint(fd, SOL_SOCKET, SO_ERROR);
-}
-
-/* POLLERR on fd, then SO_ERROR; returns the error (or -1 if none came). */
-static int kcm_rx_err_wait(int fd)
-{
-	if (kcm_rx_wait_pollerr(fd, KCM_RX_WAIT_MS))
-		return -1;
-	return kcm_rx_sock_error(fd);
-}
-
-/* Bytes waiting in a TCP socket's receive queue (SIOCINQ). */
-static int kcm_rx_inq(int fd)
-{
-	int n = -1;
-
-	return ioctl(fd, FIONREAD, &n) ? -errno : n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -398,27 +214,6 @@ enum kcm_rx_prog {
 
 static int kcm_rx_prog_load(enum kcm_rx_prog which)
 {
-	const struct bpf_insn len_abs[] = {
-		KCM_INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_6, BPF_REG_1, 0, 0),
-		/* Fewer than 4 bytes: LD_ABS ends the program with r0 = 0. */
-		KCM_INSN(BPF_LD | BPF_ABS | BPF_W, 0, 0, 0, 0),
-		KCM_INSN(BPF_ALU | BPF_ADD | BPF_K, BPF_REG_0, 0, 0, KCM_RX_HDR),
-		KCM_INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
-	};
-	const struct bpf_insn len_helper[] = {
-		KCM_INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_2, 0, 0, 0),
-		KCM_INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_3, BPF_REG_10, 0, 0),
-		KCM_INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_3, 0, 0, -4),
-		KCM_INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_4, 0, 0, 4),
-		KCM_INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_skb_load_bytes),
-		KCM_INSN(BPF_JMP | BPF_JEQ | BPF_K, BPF_REG_0, 0, 2, 0),
-		KCM_INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0),
-		KCM_INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
-		KCM_INSN(BPF_LDX | BPF_MEM | BPF_W, BPF_REG_0, BPF_REG_10, -4, 0),
-		KCM_INSN(BPF_ALU | BPF_END | BPF_TO_BE, BPF_REG_0, 0, 0, 32),
-		KCM_INSN(BPF_ALU | BPF_ADD | BPF_K, BPF_REG_0, 0, 0, KCM_RX_HDR),
-		KCM_INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
-	};
 	const struct bpf_insn magic[] = {
 		KCM_INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_6, BPF_REG_1, 0, 0),
 		KCM_INSN(BPF_LD | BPF_ABS | BPF_B, 0, 0, 0, KCM_RX_HDR),
@@ -446,51 +241,21 @@ static int kcm_rx_prog_load(enum kcm_rx_prog which)
 		KCM_INSN(BPF_ALU | BPF_ADD | BPF_K, BPF_REG_0, 0, 0, KCM_RX_HDR),
 		KCM_INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
 	};
-	const struct bpf_insn *insns;
-	static char log[8192];
-	unsigned int cnt;
-	int fd;
 
 	switch (which) {
 	case KCM_RX_PROG_LEN:
-		insns = len_abs;
-		cnt = ARRAY_SIZE(len_abs);
-		break;
+		return kcm_bpf_len_parser(KCM_RX_HDR);
 	case KCM_RX_PROG_LEN_HELPER:
-		insns = len_helper;
-		cnt = ARRAY_SIZE(len_helper);
-		break;
+		return kcm_bpf_len_parser_helper(KCM_RX_HDR);
 	case KCM_RX_PROG_MAGIC:
-		insns = magic;
-		cnt = ARRAY_SIZE(magic);
-		break;
+		return kcm_bpf_load_logged(magic, ARRAY_SIZE(magic), "(magic)");
 	case KCM_RX_PROG_LONGHDR:
-		insns = longhdr;
-		cnt = ARRAY_SIZE(longhdr);
-		break;
+		return kcm_bpf_load_logged(longhdr, ARRAY_SIZE(longhdr),
+					   "(long header)");
 	default:
-		insns = shortlen;
-		cnt = ARRAY_SIZE(shortlen);
-		break;
+		return kcm_bpf_load_logged(shortlen, ARRAY_SIZE(shortlen),
+					   "(short)");
 	}
-	fd = kcm_bpf_prog_load(insns, cnt, NULL, 0);
-	if (fd < 0) {
-		kcm_bpf_prog_load(insns, cnt, log, sizeof(log));
-		fprintf(stderr, "# BPF_PROG_LOAD(%d): %s\n# %s\n", which,
-			strerror(-fd), log);
-	}
-	return fd;
-}
-
-/* A parser that returns len whatever the bytes: needs no offset. */
-static int kcm_rx_prog_fixed(uint32_t len)
-{
-	const struct bpf_insn insns[] = {
-		KCM_INSN(BPF_ALU | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, len),
-		KCM_INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
-	};
-
-	return kcm_bpf_prog_load(insns, 2, NULL, 0);
 }
 
 /*
@@ -503,117 +268,13 @@ static int kcm_rx_prog_fixed(uint32_t len)
 static int kcm_rx_prog_stream(uint32_t len)
 {
 	if (kcmux_is_reference())
-		return kcm_rx_prog_fixed(len);
+		return kcm_bpf_fixed_parser(len);
 	return kcm_rx_prog_load(KCM_RX_PROG_LEN);
 }
 
 /* ------------------------------------------------------------------ */
 /* /proc/net/kcm and /proc/net/kcm_stats                                */
 /* ------------------------------------------------------------------ */
-
-#define KCM_RX_MAXTOK	32
-
-static int kcm_rx_split(char *line, char **tok)
-{
-	char *save = NULL, *t;
-	int n = 0;
-
-	for (t = strtok_r(line, " \t\n", &save); t && n < KCM_RX_MAXTOK;
-	     t = strtok_r(NULL, " \t\n", &save))
-		tok[n++] = t;
-	return n;
-}
-
-/*
- * Column col of the kcm_stats section whose header begins with section
- * ("MUX" or "Psock").  Found by name: the in-tree file has an extra
- * RX-Aborts column.  The value line has no first (name) field.
- */
-static long long kcm_rx_stat(const char *section, const char *col)
-{
-	char hdr[1024], val[1024], *ht[KCM_RX_MAXTOK], *vt[KCM_RX_MAXTOK];
-	long long res = -1;
-	int nh, nv, i;
-	FILE *f;
-
-	f = fopen("/proc/net/kcm_stats", "re");
-	if (!f)
-		return -1;
-	while (fgets(hdr, sizeof(hdr), f)) {
-		nh = kcm_rx_split(hdr, ht);
-		if (!nh || strcmp(ht[0], section))
-			continue;
-		if (!fgets(val, sizeof(val), f))
-			break;
-		nv = kcm_rx_split(val, vt);
-		for (i = 1; i < nh; i++)
-			if (!strcmp(ht[i], col) && i - 1 < nv)
-				res = strtoll(vt[i - 1], NULL, 10);
-		break;
-	}
-	fclose(f);
-	return res;
-}
-
-static long long kcm_rx_psock_stat(const char *col)
-{
-	return kcm_rx_stat("Psock", col);
-}
-
-/* Polls a Psock counter until it reaches min (bounded); its last value. */
-static long long kcm_rx_wait_psock_stat(const char *col, long long min)
-{
-	long long end = kcm_rx_now_ms() + KCM_RX_WAIT_MS, v;
-
-	while ((v = kcm_rx_psock_stat(col)) < min && kcm_rx_now_ms() < end)
-		kcm_rx_msleep(1);
-	return v;
-}
-
-/* Column col of the nth "kcm-N" line of /proc/net/kcm, -1 if none. */
-static long long kcm_rx_sock_col(int nth, const char *col)
-{
-	char line[1024], *t[KCM_RX_MAXTOK];
-	long long res = -1;
-	int idx = -1, n, i;
-	FILE *f;
-
-	f = fopen("/proc/net/kcm", "re");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		n = kcm_rx_split(line, t);
-		if (!n)
-			continue;
-		if (!strcmp(t[0], "Object")) {
-			for (i = 0; i < n; i++)
-				if (!strcmp(t[i], col))
-					idx = i;
-			continue;
-		}
-		if (strncmp(t[0], "kcm-", 4) || nth--)
-			continue;
-		if (idx > 0 && idx < n)
-			res = strtoll(t[idx], NULL, 10);
-		break;
-	}
-	fclose(f);
-	return res;
-}
-
-/* Copies /proc/net/kcm to the TAP output as comments (diagnostics). */
-static void kcm_rx_dump_proc(void)
-{
-	char line[512];
-	FILE *f;
-
-	f = fopen("/proc/net/kcm", "re");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f))
-		fprintf(stderr, "#   %s", line);
-	fclose(f);
-}
 
 /* ------------------------------------------------------------------ */
 /* Fixture rx: one KCM socket, one attached TCP pair                    */
@@ -664,12 +325,12 @@ static void kcm_rx_setup(struct __test_metadata *_metadata, int type,
 			 int family, int *kcm, int *prog,
 			 struct kcm_rx_pair *pair)
 {
-	ASSERT_EQ(kcm_rx_netns(), 0);
+	ASSERT_EQ(kcm_netns_enter(), 0);
 	*prog = kcm_rx_prog_load(KCM_RX_PROG_LEN);
 	ASSERT_GE(*prog, 0);
 	*kcm = kcm_socket(type);
 	ASSERT_GE(*kcm, 0) TH_LOG("socket(AF_KCM): %s", strerror(-*kcm));
-	ASSERT_EQ(kcm_rx_set_timeo(*kcm, SO_RCVTIMEO, KCM_RX_WAIT_MS), 0);
+	ASSERT_EQ(kcm_set_timeo(*kcm, SO_RCVTIMEO, KCM_WAIT_MS), 0);
 	if (!pair)
 		return;
 	ASSERT_EQ(kcm_rx_pair_open(family, 0, pair), 0);
@@ -706,20 +367,20 @@ TEST_F(rx, byte_by_byte)
 	ssize_t n;
 
 	total = kcm_rx_frame(msg, plen, 1);
-	need0 = kcm_rx_psock_stat("RX-NeedMor");
+	need0 = kcm_stat("Psock", "RX-NeedMor");
 	ASSERT_GE(need0, 0);
 	for (i = 0; i < total; i++) {
-		ASSERT_EQ(kcm_rx_send_all(self->t.w, msg + i, 1), 0);
+		ASSERT_EQ(kcm_send_all(self->t.w, msg + i, 1), 0);
 		if (i + 1 == total)
 			break;
 		if (i + 1 < KCM_RX_HDR) {
-			ASSERT_GE(kcm_rx_wait_psock_stat("RX-NeedMor",
+			ASSERT_GE(kcm_wait_stat("Psock", "RX-NeedMor",
 							 need0 + i + 1),
 				  need0 + (long long)i + 1);
 		} else {
 			usleep(500);
 		}
-		ASSERT_EQ(kcm_rx_poll(self->kcm, POLLIN, 0), 0)
+		ASSERT_EQ(kcm_poll(self->kcm, POLLIN, 0), 0)
 			TH_LOG("a message after %zu of %zu bytes", i + 1, total);
 	}
 	n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, &mflags);
@@ -742,7 +403,7 @@ TEST_F(rx, many_in_one_write)
 	ASSERT_NE(wbuf, NULL);
 	for (i = 0; i < count; i++)
 		off += kcm_rx_frame(wbuf + off, plen, i);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, wbuf, off), 0);
+	ASSERT_EQ(kcm_send_all(self->t.w, wbuf, off), 0);
 	for (i = 0; i < count; i++) {
 		n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
 		ASSERT_EQ(kcm_rx_check(buf, n, plen, i), 0)
@@ -765,7 +426,7 @@ TEST_F(rx, zero_payload)
 
 	for (i = 0; i < count; i++)
 		off += kcm_rx_frame(wbuf + off, 0, i);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, wbuf, off), 0);
+	ASSERT_EQ(kcm_send_all(self->t.w, wbuf, off), 0);
 	for (i = 0; i < count; i++) {
 		n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, &mflags);
 		ASSERT_EQ(kcm_rx_check(buf, n, 0, i), 0)
@@ -773,7 +434,7 @@ TEST_F(rx, zero_payload)
 		ASSERT_TRUE(mflags & MSG_EOR);
 	}
 	off = kcm_rx_frame(wbuf, 20, 99);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, wbuf, off), 0);
+	ASSERT_EQ(kcm_send_all(self->t.w, wbuf, off), 0);
 	n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
 	ASSERT_EQ(kcm_rx_check(buf, n, 20, 99), 0);
 	ASSERT_EQ(kcm_rx_recv(self->kcm, buf, sizeof(buf), MSG_DONTWAIT, NULL), -1);
@@ -800,23 +461,23 @@ TEST_F(rx, split_header_large)
 
 	for (m = 0; m < 2; m++) {
 		total = kcm_rx_frame(msg, plen[m], 90 + m);
-		need = kcm_rx_psock_stat("RX-NeedMor");
+		need = kcm_stat("Psock", "RX-NeedMor");
 		for (off = 0, c = 0; c < 5; off = cuts[m][c++]) {
 			if (cuts[m][c] == off)
 				continue;
-			ASSERT_EQ(kcm_rx_send_all(self->t.w, msg + off,
+			ASSERT_EQ(kcm_send_all(self->t.w, msg + off,
 						  cuts[m][c] - off), 0);
 			if (cuts[m][c] == total)
 				break;
 			if (cuts[m][c] < KCM_RX_HDR) {
 				/* Partial header: the parser said "more". */
-				ASSERT_GE(kcm_rx_wait_psock_stat("RX-NeedMor",
+				ASSERT_GE(kcm_wait_stat("Psock", "RX-NeedMor",
 								 need + 1),
 					  need + 1);
 			} else {
 				usleep(1000);
 			}
-			ASSERT_EQ(kcm_rx_poll(self->kcm, POLLIN, 0), 0);
+			ASSERT_EQ(kcm_poll(self->kcm, POLLIN, 0), 0);
 		}
 		n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, &mflags);
 		ASSERT_EQ(kcm_rx_check(buf, n, plen[m], 90 + m), 0)
@@ -847,19 +508,19 @@ TEST_F(rx, long_header_parser)
 	close(prog);
 
 	total = kcm_rx_frame(msg, plen, 95);
-	need = kcm_rx_psock_stat("RX-NeedMor");
+	need = kcm_stat("Psock", "RX-NeedMor");
 	for (off = 0; off < KCM_RX_LONGHDR - 100; off += 100) {
-		ASSERT_EQ(kcm_rx_send_all(p.w, msg + off, 100), 0);
+		ASSERT_EQ(kcm_send_all(p.w, msg + off, 100), 0);
 		need++;
-		ASSERT_GE(kcm_rx_wait_psock_stat("RX-NeedMor", need), need);
-		ASSERT_EQ(kcm_rx_poll(self->kcm, POLLIN, 0), 0);
+		ASSERT_GE(kcm_wait_stat("Psock", "RX-NeedMor", need), need);
+		ASSERT_EQ(kcm_poll(self->kcm, POLLIN, 0), 0);
 	}
-	ASSERT_EQ(kcm_rx_send_all(p.w, msg + off, total - off), 0);
+	ASSERT_EQ(kcm_send_all(p.w, msg + off, total - off), 0);
 	n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
 	ASSERT_EQ(kcm_rx_check(buf, n, plen, 95), 0) TH_LOG("got %zd", n);
 
 	total = kcm_rx_frame(msg, plen, 96);
-	ASSERT_EQ(kcm_rx_send_all(p.w, msg, total), 0);
+	ASSERT_EQ(kcm_send_all(p.w, msg, total), 0);
 	n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
 	ASSERT_EQ(kcm_rx_check(buf, n, plen, 96), 0) TH_LOG("got %zd", n);
 	kcm_rx_pair_close(&p);
@@ -874,7 +535,7 @@ static int kcm_rx_send_pieces(int fd, const uint8_t *msg, size_t len,
 
 	for (off = 0; off < len; off += n) {
 		n = len - off < piece ? len - off : piece;
-		err = kcm_rx_send_all(fd, msg + off, n);
+		err = kcm_send_all(fd, msg + off, n);
 		if (err)
 			return err;
 	}
@@ -895,7 +556,7 @@ TEST_F(rx, large_200k)
 	ssize_t n;
 
 	ASSERT_EQ(kcm_rx_pair_open(variant->family, 1 << 20, &p), 0);
-	ASSERT_GT(kcm_rx_getint(p.r, SOL_SOCKET, SO_RCVBUF), (int)plen + KCM_RX_HDR);
+	ASSERT_GT(kcm_getint(p.r, SOL_SOCKET, SO_RCVBUF), (int)plen + KCM_RX_HDR);
 	ASSERT_EQ(kcm_attach(self->kcm, p.r, self->prog), 0);
 	msg = malloc(KCM_RX_HDR + plen);
 	buf = malloc(KCM_RX_HDR + plen + 4096);
@@ -935,7 +596,7 @@ static void *kcm_rx_writer_fn(void *arg)
 		n = 1 + kcm_rx_rand(&rnd) % 6000;
 		if (n > w->len - off)
 			n = w->len - off;
-		w->err = kcm_rx_send_all(w->fd, w->buf + off, n);
+		w->err = kcm_send_all(w->fd, w->buf + off, n);
 	}
 	return NULL;
 }
@@ -954,11 +615,11 @@ TEST_F(rx, max_size)
 	int limit;
 
 	ASSERT_EQ(kcm_rx_pair_open(variant->family, 64 * 1024, &p), 0);
-	limit = kcm_rx_getint(p.r, SOL_SOCKET, SO_RCVBUF);
+	limit = kcm_getint(p.r, SOL_SOCKET, SO_RCVBUF);
 	ASSERT_GE(limit, 64 * 1024);
 	ASSERT_EQ(kcm_attach(self->kcm, p.r, self->prog), 0);
-	ASSERT_EQ(kcm_rx_set_timeo(p.w, SO_SNDTIMEO, 4000), 0);
-	ASSERT_EQ(kcm_rx_set_timeo(self->kcm, SO_RCVTIMEO, 4000), 0);
+	ASSERT_EQ(kcm_set_timeo(p.w, SO_SNDTIMEO, 4000), 0);
+	ASSERT_EQ(kcm_set_timeo(self->kcm, SO_RCVTIMEO, 4000), 0);
 	msg = malloc(limit);
 	buf = malloc(limit + 4096);
 	ASSERT_NE(msg, NULL);
@@ -1005,10 +666,10 @@ static void kcm_rx_parser_offset0(struct __test_metadata *_metadata, int kcm,
 	ASSERT_GE(prog, 0);
 	ASSERT_EQ(kcm_rx_pair_open(family, 0, &p), 0);
 	ASSERT_EQ(kcm_attach(kcm, p.r, prog), 0);
-	ASSERT_EQ(kcm_rx_set_timeo(kcm, SO_RCVTIMEO, 2000), 0);
+	ASSERT_EQ(kcm_set_timeo(kcm, SO_RCVTIMEO, 2000), 0);
 	for (i = 0; i < count; i++)
 		off += kcm_rx_frame(wbuf + off, plen[i], i);
-	ASSERT_EQ(kcm_rx_send_all(p.w, wbuf, off), 0);
+	ASSERT_EQ(kcm_send_all(p.w, wbuf, off), 0);
 	for (i = 0; i < count; i++) {
 		n = kcm_rx_recv(kcm, buf, sizeof(buf), 0, NULL);
 		if (i == 1 && kcmux_is_reference() &&
@@ -1105,8 +766,8 @@ TEST_F(rx, dontwait_eagain)
 	ASSERT_EQ(kcm_rx_recv(self->kcm, buf, sizeof(buf), MSG_DONTWAIT, NULL), -1);
 	ASSERT_EQ(errno, EAGAIN);
 	total = kcm_rx_frame(msg, 50, 5);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, msg, total), 0);
-	ASSERT_EQ(kcm_rx_poll(self->kcm, POLLIN, KCM_RX_WAIT_MS), POLLIN);
+	ASSERT_EQ(kcm_send_all(self->t.w, msg, total), 0);
+	ASSERT_EQ(kcm_poll(self->kcm, POLLIN, KCM_WAIT_MS), POLLIN);
 	n = kcm_rx_recv(self->kcm, buf, sizeof(buf), MSG_DONTWAIT, NULL);
 	ASSERT_EQ(kcm_rx_check(buf, n, 50, 5), 0);
 }
@@ -1116,13 +777,13 @@ TEST_F(rx, rcvtimeo_eagain)
 	long long t0, dt;
 	uint8_t buf[64];
 
-	ASSERT_EQ(kcm_rx_set_timeo(self->kcm, SO_RCVTIMEO, 200), 0);
-	t0 = kcm_rx_now_ms();
+	ASSERT_EQ(kcm_set_timeo(self->kcm, SO_RCVTIMEO, 200), 0);
+	t0 = kcm_now_ms();
 	ASSERT_EQ(kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL), -1);
 	ASSERT_EQ(errno, EAGAIN);
-	dt = kcm_rx_now_ms() - t0;
+	dt = kcm_now_ms() - t0;
 	ASSERT_GE(dt, 180);
-	ASSERT_LT(dt, KCM_RX_WAIT_MS);
+	ASSERT_LT(dt, KCM_WAIT_MS);
 }
 
 TEST_F(rx, peek)
@@ -1133,7 +794,7 @@ TEST_F(rx, peek)
 	ssize_t n;
 
 	total = kcm_rx_frame(msg, 200, 11);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, msg, total), 0);
+	ASSERT_EQ(kcm_send_all(self->t.w, msg, total), 0);
 	n = kcm_rx_recv(self->kcm, buf, sizeof(buf), MSG_PEEK, NULL);
 	ASSERT_EQ(kcm_rx_check(buf, n, 200, 11), 0);
 	memset(buf, 0, sizeof(buf));
@@ -1156,13 +817,13 @@ TEST_F(rx, eor_whole_message)
 
 	/* One small (copied) and one large (cloned) message. */
 	total = kcm_rx_frame(msg, 100, 21);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, msg, total), 0);
+	ASSERT_EQ(kcm_send_all(self->t.w, msg, total), 0);
 	n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, &mflags);
 	ASSERT_EQ(kcm_rx_check(buf, n, 100, 21), 0);
 	ASSERT_EQ(mflags & (MSG_EOR | MSG_TRUNC), MSG_EOR);
 
 	total = kcm_rx_frame(msg, 1000, 22);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, msg, total), 0);
+	ASSERT_EQ(kcm_send_all(self->t.w, msg, total), 0);
 	/* Exactly the message's size: still whole. */
 	n = kcm_rx_recv(self->kcm, buf, total, 0, &mflags);
 	ASSERT_EQ(kcm_rx_check(buf, n, 1000, 22), 0);
@@ -1185,7 +846,7 @@ TEST_F(rx, recv_iovec_scatter)
 
 	off += kcm_rx_frame(wbuf + off, plen, 33);
 	off += kcm_rx_frame(wbuf + off, plen, 34);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, wbuf, off), 0);
+	ASSERT_EQ(kcm_send_all(self->t.w, wbuf, off), 0);
 	for (i = 0; i < 2; i++) {
 		memset(buf, 0, sizeof(buf));
 		iov[0] = (struct iovec){ .iov_base = buf, .iov_len = 7 };
@@ -1213,7 +874,7 @@ TEST_F(rx, recvmmsg)
 
 	for (i = 0; i < COUNT; i++)
 		off += kcm_rx_frame(wbuf + off, PLEN, 40 + i);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, wbuf, off), 0);
+	ASSERT_EQ(kcm_send_all(self->t.w, wbuf, off), 0);
 	memset(mm, 0, sizeof(mm));
 	for (i = 0; i < COUNT; i++) {
 		iov[i].iov_base = bufs[i];
@@ -1236,17 +897,17 @@ TEST_F(rx, poll_pollin)
 	size_t total;
 	ssize_t n;
 
-	ASSERT_EQ(kcm_rx_poll(self->kcm, POLLIN, 0), 0);
+	ASSERT_EQ(kcm_poll(self->kcm, POLLIN, 0), 0);
 	total = kcm_rx_frame(msg, 500, 31);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, msg, total / 2), 0);
-	ASSERT_EQ(kcm_rx_poll(self->kcm, POLLIN, 300), 0);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, msg + total / 2,
+	ASSERT_EQ(kcm_send_all(self->t.w, msg, total / 2), 0);
+	ASSERT_EQ(kcm_poll(self->kcm, POLLIN, 300), 0);
+	ASSERT_EQ(kcm_send_all(self->t.w, msg + total / 2,
 				  total - total / 2), 0);
-	ASSERT_EQ(kcm_rx_poll(self->kcm, POLLIN, KCM_RX_WAIT_MS) & POLLIN,
+	ASSERT_EQ(kcm_poll(self->kcm, POLLIN, KCM_WAIT_MS) & POLLIN,
 		  POLLIN);
 	n = kcm_rx_recv(self->kcm, buf, sizeof(buf), MSG_DONTWAIT, NULL);
 	ASSERT_EQ(kcm_rx_check(buf, n, 500, 31), 0);
-	ASSERT_EQ(kcm_rx_poll(self->kcm, POLLIN, 0), 0);
+	ASSERT_EQ(kcm_poll(self->kcm, POLLIN, 0), 0);
 }
 
 TEST_F(rx, epoll_pollin)
@@ -1262,10 +923,10 @@ TEST_F(rx, epoll_pollin)
 	ASSERT_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, self->kcm, &ev), 0);
 	ASSERT_EQ(epoll_wait(ep, &out, 1, 0), 0);
 	total = kcm_rx_frame(msg, 500, 32);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, msg, 10), 0);
+	ASSERT_EQ(kcm_send_all(self->t.w, msg, 10), 0);
 	ASSERT_EQ(epoll_wait(ep, &out, 1, 300), 0);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, msg + 10, total - 10), 0);
-	ASSERT_EQ(epoll_wait(ep, &out, 1, KCM_RX_WAIT_MS), 1);
+	ASSERT_EQ(kcm_send_all(self->t.w, msg + 10, total - 10), 0);
+	ASSERT_EQ(epoll_wait(ep, &out, 1, KCM_WAIT_MS), 1);
 	ASSERT_NE(out.events & EPOLLIN, 0u);
 	n = kcm_rx_recv(self->kcm, buf, sizeof(buf), MSG_DONTWAIT, NULL);
 	ASSERT_EQ(kcm_rx_check(buf, n, 500, 32), 0);
@@ -1275,7 +936,7 @@ TEST_F(rx, epoll_pollin)
 
 TEST_F(rx, pollout)
 {
-	int rev = kcm_rx_poll(self->kcm, POLLIN | POLLOUT, KCM_RX_WAIT_MS);
+	int rev = kcm_poll(self->kcm, POLLIN | POLLOUT, KCM_WAIT_MS);
 
 	ASSERT_EQ(rev & (POLLIN | POLLOUT | POLLERR), POLLOUT);
 }
@@ -1315,7 +976,7 @@ static void kcm_rx_send_ab(struct __test_metadata *_metadata, int fd,
 	off = kcm_rx_frame(wbuf, 96, 1);
 	memcpy(a, wbuf, off);
 	off += kcm_rx_frame(wbuf + off, 96, 2);
-	ASSERT_EQ(kcm_rx_send_all(fd, wbuf, off), 0);
+	ASSERT_EQ(kcm_send_all(fd, wbuf, off), 0);
 }
 
 TEST_F(rx_dgram, trunc_drops_rest)
@@ -1409,7 +1070,7 @@ TEST_F(rx_seqpacket, splice_read)
 
 	ASSERT_EQ(pipe2(pfd, O_CLOEXEC), 0);
 	total = kcm_rx_frame(msg, 1000, 51);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, msg, total), 0);
+	ASSERT_EQ(kcm_send_all(self->t.w, msg, total), 0);
 	n = splice(self->kcm, NULL, pfd[1], NULL, 65536, 0);
 	ASSERT_EQ(n, (ssize_t)total) TH_LOG("splice: %s", strerror(errno));
 	n = read(pfd[0], buf, sizeof(buf));
@@ -1420,7 +1081,7 @@ TEST_F(rx_seqpacket, splice_read)
 
 	/* A second, small message. */
 	total = kcm_rx_frame(msg, 30, 52);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, msg, total), 0);
+	ASSERT_EQ(kcm_send_all(self->t.w, msg, total), 0);
 	n = splice(self->kcm, NULL, pfd[1], NULL, 65536, 0);
 	ASSERT_EQ(n, (ssize_t)total);
 	n = read(pfd[0], buf, sizeof(buf));
@@ -1439,8 +1100,8 @@ TEST_F(rx_seqpacket, splice_partial_keeps_rest)
 
 	ASSERT_EQ(pipe2(pfd, O_CLOEXEC), 0);
 	total = kcm_rx_frame(msg, 96, 53);
-	ASSERT_EQ(kcm_rx_send_all(self->t.w, msg, total), 0);
-	ASSERT_EQ(kcm_rx_poll(self->kcm, POLLIN, KCM_RX_WAIT_MS), POLLIN);
+	ASSERT_EQ(kcm_send_all(self->t.w, msg, total), 0);
+	ASSERT_EQ(kcm_poll(self->kcm, POLLIN, KCM_WAIT_MS), POLLIN);
 	n = splice(self->kcm, NULL, pfd[1], NULL, 10, 0);
 	ASSERT_EQ(n, 10);
 	ASSERT_EQ(read(pfd[0], buf, sizeof(buf)), 10);
@@ -1463,10 +1124,10 @@ TEST_F(rx_seqpacket, splice_nonblock_eagain)
 
 	ASSERT_EQ(pipe2(pfd, O_CLOEXEC), 0);
 	/* Bounds the call if SPLICE_F_NONBLOCK is not honoured. */
-	ASSERT_EQ(kcm_rx_set_timeo(self->kcm, SO_RCVTIMEO, 1000), 0);
-	t0 = kcm_rx_now_ms();
+	ASSERT_EQ(kcm_set_timeo(self->kcm, SO_RCVTIMEO, 1000), 0);
+	t0 = kcm_now_ms();
 	n = splice(self->kcm, NULL, pfd[1], NULL, 65536, SPLICE_F_NONBLOCK);
-	dt = kcm_rx_now_ms() - t0;
+	dt = kcm_now_ms() - t0;
 	ASSERT_EQ(n, -1);
 	ASSERT_EQ(errno, EAGAIN);
 	if (dt >= 900 && kcmux_is_reference())
@@ -1526,7 +1187,7 @@ static void kcm_rx_steer_build(struct __test_metadata *_metadata,
 	int i;
 
 	for (i = 1; i < nsocks; i++) {
-		self->kcm[i] = kcm_rx_clone(self->kcm[0]);
+		self->kcm[i] = kcm_clone(self->kcm[0]);
 		ASSERT_GE(self->kcm[i], 0);
 	}
 	for (i = 0; i < npsocks; i++) {
@@ -1567,7 +1228,7 @@ static void *kcm_rx_spread_reader(void *arg)
 	__atomic_store_n(&s->tid[a->idx], (pid_t)syscall(SYS_gettid),
 			 __ATOMIC_RELEASE);
 	while (__atomic_load_n(&s->got, __ATOMIC_ACQUIRE) < KCM_RX_SPREAD_MSGS &&
-	       kcm_rx_now_ms() < s->deadline) {
+	       kcm_now_ms() < s->deadline) {
 		/* Blocks up to SO_RCVTIMEO (200 ms) */
 		n = kcm_rx_recv(s->kcm[a->idx], buf, sizeof(buf), 0, NULL);
 		if (n < 0)
@@ -1609,7 +1270,7 @@ static char kcm_rx_thread_state(pid_t tid)
 
 static bool kcm_rx_all_sleeping(struct kcm_rx_spread *s)
 {
-	long long end = kcm_rx_now_ms() + KCM_RX_WAIT_MS;
+	long long end = kcm_now_ms() + KCM_WAIT_MS;
 	pid_t tid;
 	int i;
 
@@ -1618,9 +1279,9 @@ static bool kcm_rx_all_sleeping(struct kcm_rx_spread *s)
 			tid = __atomic_load_n(&s->tid[i], __ATOMIC_ACQUIRE);
 			if (tid && kcm_rx_thread_state(tid) == 'S')
 				break;
-			if (kcm_rx_now_ms() > end)
+			if (kcm_now_ms() > end)
 				return false;
-			kcm_rx_msleep(1);
+			kcm_msleep(1);
 		}
 	}
 	return true;
@@ -1644,23 +1305,23 @@ TEST_F(steer, spread)
 	s = calloc(1, sizeof(*s));
 	ASSERT_NE(s, NULL);
 	s->nsocks = KCM_RX_MAX_SOCKS;
-	s->deadline = kcm_rx_now_ms() + 8000;
+	s->deadline = kcm_now_ms() + 8000;
 	for (i = 0; i < s->nsocks; i++) {
 		s->kcm[i] = self->kcm[i];
-		ASSERT_EQ(kcm_rx_set_timeo(s->kcm[i], SO_RCVTIMEO, 200), 0);
+		ASSERT_EQ(kcm_set_timeo(s->kcm[i], SO_RCVTIMEO, 200), 0);
 		args[i] = (struct kcm_rx_spread_arg){ .s = s, .idx = i };
 		ASSERT_EQ(pthread_create(&thr[i], NULL, kcm_rx_spread_reader,
 					 &args[i]), 0);
 	}
 	for (i = 0; i < KCM_RX_SPREAD_MSGS; i++) {
-		long long end = kcm_rx_now_ms() + KCM_RX_WAIT_MS;
+		long long end = kcm_now_ms() + KCM_WAIT_MS;
 
 		ASSERT_TRUE(kcm_rx_all_sleeping(s));
 		total = kcm_rx_frame(msg, KCM_RX_SPREAD_PLEN, i);
-		ASSERT_EQ(kcm_rx_send_all(self->t[0].w, msg, total), 0);
+		ASSERT_EQ(kcm_send_all(self->t[0].w, msg, total), 0);
 		while (__atomic_load_n(&s->got, __ATOMIC_ACQUIRE) <
-		       (unsigned int)i + 1 && kcm_rx_now_ms() < end)
-			kcm_rx_msleep(1);
+		       (unsigned int)i + 1 && kcm_now_ms() < end)
+			kcm_msleep(1);
 	}
 	for (i = 0; i < s->nsocks; i++)
 		pthread_join(thr[i], NULL);
@@ -1757,7 +1418,7 @@ static void *kcm_rx_mxn_writer(void *arg)
 		for (off = 0, i = 0; i < KCM_RX_MXN_BATCH && seq < KCM_RX_MXN_MSGS;
 		     i++, seq++)
 			off += kcm_rx_mxn_build(buf + off, a->idx, seq);
-		a->m->werr[a->idx] = kcm_rx_send_all(a->m->w[a->idx], buf, off);
+		a->m->werr[a->idx] = kcm_send_all(a->m->w[a->idx], buf, off);
 	}
 	free(buf);
 	return NULL;
@@ -1772,8 +1433,8 @@ static void *kcm_rx_mxn_reader(void *arg)
 	ssize_t n;
 
 	while (__atomic_load_n(&m->got, __ATOMIC_ACQUIRE) < KCM_RX_MXN_TOTAL &&
-	       kcm_rx_now_ms() < m->deadline) {
-		if (kcm_rx_poll(m->kcm[a->idx], POLLIN, 100) <= 0)
+	       kcm_now_ms() < m->deadline) {
+		if (kcm_poll(m->kcm[a->idx], POLLIN, 100) <= 0)
 			continue;
 		n = kcm_rx_recv(m->kcm[a->idx], buf, sizeof(buf), MSG_DONTWAIT,
 				NULL);
@@ -1806,7 +1467,7 @@ TEST_F(steer, mxn)
 		close(progs[i]);
 	m = calloc(1, sizeof(*m));
 	ASSERT_NE(m, NULL);
-	m->deadline = kcm_rx_now_ms() + 8000;
+	m->deadline = kcm_now_ms() + 8000;
 	for (i = 0; i < KCM_RX_MXN; i++) {
 		m->kcm[i] = self->kcm[i];
 		m->w[i] = self->t[i].w;
@@ -1823,7 +1484,7 @@ TEST_F(steer, mxn)
 	for (i = 0; i < KCM_RX_MXN; i++)
 		pthread_join(rd[i], NULL);
 	if (m->got != KCM_RX_MXN_TOTAL)
-		kcm_rx_dump_proc();
+		kcm_dump_file("/proc/net/kcm");
 
 	for (i = 0; i < KCM_RX_MXN; i++) {
 		TH_LOG("reader %d got %u", i, m->per_reader[i]);
@@ -1860,12 +1521,12 @@ FIXTURE_SETUP(backpressure)
 	self->t.w = self->t.r = -1;
 	kcm_rx_setup(_metadata, SOCK_DGRAM, AF_INET, &self->kcm, &self->prog,
 		     NULL);
-	ASSERT_EQ(kcm_rx_setint(self->kcm, SOL_SOCKET, SO_RCVBUF, 16384), 0);
-	self->kcm_rcvbuf = kcm_rx_getint(self->kcm, SOL_SOCKET, SO_RCVBUF);
+	ASSERT_EQ(kcm_setint(self->kcm, SOL_SOCKET, SO_RCVBUF, 16384), 0);
+	self->kcm_rcvbuf = kcm_getint(self->kcm, SOL_SOCKET, SO_RCVBUF);
 	ASSERT_GT(self->kcm_rcvbuf, 0);
 	/* Fixed buffers, no autotuning: the writer soon gets EAGAIN. */
 	ASSERT_EQ(kcm_rx_pair_open(AF_INET, 128 * 1024, &self->t), 0);
-	ASSERT_EQ(kcm_rx_setint(self->t.w, SOL_SOCKET, SO_SNDBUF, 64 * 1024), 0);
+	ASSERT_EQ(kcm_setint(self->t.w, SOL_SOCKET, SO_SNDBUF, 64 * 1024), 0);
 	ASSERT_EQ(fcntl(self->t.w, F_SETFL, O_NONBLOCK), 0);
 	prog = kcm_rx_prog_stream(KCM_RX_HDR + KCM_RX_BP_PLEN);
 	ASSERT_GE(prog, 0);
@@ -1923,18 +1584,18 @@ TEST_F(backpressure, data_stays_in_tcp)
 
 	tx = calloc(1, sizeof(*tx));
 	ASSERT_NE(tx, NULL);
-	ASSERT_EQ(kcm_rx_inq(self->t.r), 0);
+	ASSERT_EQ(kcm_inq(self->t.r), 0);
 	ASSERT_EQ(kcm_rx_bp_write(self->t.w, tx), 0);
 	written = (size_t)tx->seq * (KCM_RX_HDR + KCM_RX_BP_PLEN) + tx->off;
 	ASSERT_LT(tx->seq, (uint32_t)KCM_RX_BP_MSGS) TH_LOG("the writer never blocked");
 
 	/* The receiving TCP socket fills up (bounded wait). */
-	end = kcm_rx_now_ms() + KCM_RX_WAIT_MS;
-	while ((inq = kcm_rx_inq(self->t.r)) < 64 * 1024 &&
-	       kcm_rx_now_ms() < end)
-		kcm_rx_msleep(2);
-	rmem = kcm_rx_sock_col(0, "Rmem");
-	recvq = kcm_rx_sock_col(0, "Recv-Q");
+	end = kcm_now_ms() + KCM_WAIT_MS;
+	while ((inq = kcm_inq(self->t.r)) < 64 * 1024 &&
+	       kcm_now_ms() < end)
+		kcm_msleep(2);
+	rmem = kcm_proc_nth("kcm-", 0, "Rmem");
+	recvq = kcm_proc_nth("kcm-", 0, "Recv-Q");
 	TH_LOG("written %zu, TCP inq %d, KCM Recv-Q %lld Rmem %lld rcvbuf %d",
 	       written, inq, recvq, rmem, self->kcm_rcvbuf);
 	ASSERT_GE(inq, 64 * 1024);
@@ -1948,7 +1609,7 @@ TEST_F(backpressure, data_stays_in_tcp)
 	ASSERT_LT(recvq * (KCM_RX_HDR + KCM_RX_BP_PLEN), (long long)written / 2);
 
 	/* Now read it all, writing the rest as room appears. */
-	end = kcm_rx_now_ms() + 8000;
+	end = kcm_now_ms() + 8000;
 	while (next < KCM_RX_BP_MSGS) {
 		struct pollfd pfd[2] = {
 			{ .fd = self->kcm, .events = POLLIN },
@@ -1956,10 +1617,10 @@ TEST_F(backpressure, data_stays_in_tcp)
 			  .events = tx->seq < KCM_RX_BP_MSGS ? POLLOUT : 0 },
 		};
 
-		if (kcm_rx_now_ms() > end || poll(pfd, 2, KCM_RX_WAIT_MS) <= 0) {
+		if (kcm_now_ms() > end || poll(pfd, 2, KCM_WAIT_MS) <= 0) {
 			TH_LOG("stuck at message %u, sent %u, TCP inq %d",
-			       next, tx->seq, kcm_rx_inq(self->t.r));
-			kcm_rx_dump_proc();
+			       next, tx->seq, kcm_inq(self->t.r));
+			kcm_dump_file("/proc/net/kcm");
 			ASSERT_TRUE(0);
 		}
 		if (pfd[1].revents & POLLOUT)
@@ -1995,24 +1656,24 @@ TEST_F(backpressure, fin_while_parked)
 	ASSERT_EQ(fcntl(self->t.w, F_SETFL, 0), 0);
 	for (i = 0; i < count; i++) {
 		kcm_rx_frame(msg, KCM_RX_BP_PLEN, i);
-		ASSERT_EQ(kcm_rx_send_all(self->t.w, msg, sizeof(msg)), 0)
+		ASSERT_EQ(kcm_send_all(self->t.w, msg, sizeof(msg)), 0)
 			TH_LOG("message %u", i);
 	}
 	ASSERT_EQ(shutdown(self->t.w, SHUT_WR), 0);
 	/* The FIN is in; messages are still in the TCP socket. */
-	end = kcm_rx_now_ms() + KCM_RX_WAIT_MS;
-	while (!(kcm_rx_poll(self->t.r, POLLRDHUP, 10) & POLLRDHUP) &&
-	       kcm_rx_now_ms() < end)
+	end = kcm_now_ms() + KCM_WAIT_MS;
+	while (!(kcm_poll(self->t.r, POLLRDHUP, 10) & POLLRDHUP) &&
+	       kcm_now_ms() < end)
 		;
-	ASSERT_GT(kcm_rx_inq(self->t.r), 0);
-	ASSERT_LT(kcm_rx_sock_col(0, "Recv-Q"), (long long)count);
+	ASSERT_GT(kcm_inq(self->t.r), 0);
+	ASSERT_LT(kcm_proc_nth("kcm-", 0, "Recv-Q"), (long long)count);
 
 	for (i = 0; i < count; i++) {
 		n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
 		ASSERT_EQ(kcm_rx_check(buf, n, KCM_RX_BP_PLEN, i), 0)
 			TH_LOG("message %u: %zd bytes", i, n);
 	}
-	err = kcm_rx_err_wait(self->t.r);
+	err = kcm_err_wait(self->t.r);
 	ASSERT_TRUE(err == EPIPE || err == ECONNRESET)
 		TH_LOG("SO_ERROR %d", err);
 	ASSERT_EQ(kcm_rx_recv(self->kcm, buf, sizeof(buf), MSG_DONTWAIT, NULL), -1);
@@ -2073,7 +1734,7 @@ static void kcm_rx_err_others_fine(struct __test_metadata *_metadata,
 	ASSERT_EQ(kcm_rx_recv(self->kcm, buf, sizeof(buf), MSG_DONTWAIT, NULL), -1);
 	ASSERT_EQ(errno, EAGAIN);
 	total = kcm_rx_frame(msg, 77, 0xb0b);
-	ASSERT_EQ(kcm_rx_send_all(self->b.w, msg, total), 0);
+	ASSERT_EQ(kcm_send_all(self->b.w, msg, total), 0);
 	n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
 	ASSERT_EQ(kcm_rx_check(buf, n, 77, 0xb0b), 0);
 }
@@ -2084,17 +1745,17 @@ TEST_F(rx_err, assembly_timeout)
 	long long before, t0, dt;
 	uint8_t msg[128];
 
-	ASSERT_EQ(kcm_rx_set_timeo(self->a.r, SO_RCVTIMEO, 200), 0);
+	ASSERT_EQ(kcm_set_timeo(self->a.r, SO_RCVTIMEO, 200), 0);
 	ASSERT_EQ(kcm_attach(self->kcm, self->a.r, self->prog), 0);
-	before = kcm_rx_psock_stat("RX-Timeout");
+	before = kcm_stat("Psock", "RX-Timeout");
 	ASSERT_GE(before, 0);
 	kcm_rx_frame(msg, 100, 61);
-	t0 = kcm_rx_now_ms();
-	ASSERT_EQ(kcm_rx_send_all(self->a.w, msg, 50), 0);
-	ASSERT_EQ(kcm_rx_err_wait(self->a.r), ETIMEDOUT);
-	dt = kcm_rx_now_ms() - t0;
+	t0 = kcm_now_ms();
+	ASSERT_EQ(kcm_send_all(self->a.w, msg, 50), 0);
+	ASSERT_EQ(kcm_err_wait(self->a.r), ETIMEDOUT);
+	dt = kcm_now_ms() - t0;
 	ASSERT_GE(dt, 150);
-	ASSERT_EQ(kcm_rx_psock_stat("RX-Timeout"), before + 1);
+	ASSERT_EQ(kcm_stat("Psock", "RX-Timeout"), before + 1);
 	kcm_rx_err_others_fine(_metadata, self);
 }
 
@@ -2111,22 +1772,22 @@ TEST_F(rx_err, assembly_timeout_per_message)
 	ssize_t n;
 	int i;
 
-	ASSERT_EQ(kcm_rx_set_timeo(self->a.r, SO_RCVTIMEO, 400), 0);
+	ASSERT_EQ(kcm_set_timeo(self->a.r, SO_RCVTIMEO, 400), 0);
 	ASSERT_EQ(kcm_attach(self->kcm, self->a.r, self->prog), 0);
-	before = kcm_rx_psock_stat("RX-Timeout");
+	before = kcm_stat("Psock", "RX-Timeout");
 	for (i = 0; i < 8; i++) {
 		total = kcm_rx_frame(msg, 150, 64 + i);
-		ASSERT_EQ(kcm_rx_send_all(self->a.w, msg, total / 2), 0);
-		kcm_rx_msleep(100);
-		ASSERT_EQ(kcm_rx_send_all(self->a.w, msg + total / 2,
+		ASSERT_EQ(kcm_send_all(self->a.w, msg, total / 2), 0);
+		kcm_msleep(100);
+		ASSERT_EQ(kcm_send_all(self->a.w, msg + total / 2,
 					  total - total / 2), 0);
 		n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
 		ASSERT_EQ(kcm_rx_check(buf, n, 150, 64 + i), 0)
 			TH_LOG("message %d: %zd bytes", i, n);
 	}
-	ASSERT_EQ(kcm_rx_poll(self->a.r, 0, 0) & POLLERR, 0);
-	ASSERT_EQ(kcm_rx_sock_error(self->a.r), 0);
-	ASSERT_EQ(kcm_rx_psock_stat("RX-Timeout"), before);
+	ASSERT_EQ(kcm_poll(self->a.r, 0, 0) & POLLERR, 0);
+	ASSERT_EQ(kcm_sock_error(self->a.r), 0);
+	ASSERT_EQ(kcm_stat("Psock", "RX-Timeout"), before);
 }
 
 /* A length beyond the TCP socket's SO_RCVBUF. */
@@ -2136,18 +1797,18 @@ TEST_F(rx_err, too_big)
 	uint8_t msg[256];
 	int limit;
 
-	ASSERT_EQ(kcm_rx_setint(self->a.r, SOL_SOCKET, SO_RCVBUF, 16384), 0);
-	limit = kcm_rx_getint(self->a.r, SOL_SOCKET, SO_RCVBUF);
+	ASSERT_EQ(kcm_setint(self->a.r, SOL_SOCKET, SO_RCVBUF, 16384), 0);
+	limit = kcm_getint(self->a.r, SOL_SOCKET, SO_RCVBUF);
 	ASSERT_GT(limit, 0);
 	ASSERT_EQ(kcm_attach(self->kcm, self->a.r, self->prog), 0);
-	before = kcm_rx_psock_stat("RX-TooBig");
+	before = kcm_stat("Psock", "RX-TooBig");
 	ASSERT_GE(before, 0);
 	/* 4 + payload = limit + 1 */
 	kcm_rx_frame(msg, 200, 62);
 	*(uint32_t *)msg = htonl(limit - KCM_RX_HDR + 1);
-	ASSERT_EQ(kcm_rx_send_all(self->a.w, msg, sizeof(msg)), 0);
-	ASSERT_EQ(kcm_rx_err_wait(self->a.r), EMSGSIZE);
-	ASSERT_EQ(kcm_rx_psock_stat("RX-TooBig"), before + 1);
+	ASSERT_EQ(kcm_send_all(self->a.w, msg, sizeof(msg)), 0);
+	ASSERT_EQ(kcm_err_wait(self->a.r), EMSGSIZE);
+	ASSERT_EQ(kcm_stat("Psock", "RX-TooBig"), before + 1);
 	kcm_rx_err_others_fine(_metadata, self);
 }
 
@@ -2169,13 +1830,13 @@ static void kcm_rx_err_magic(struct __test_metadata *_metadata,
 	close(prog);
 	total = kcm_rx_frame(msg, 64, 63);
 	msg[KCM_RX_HDR] = KCM_RX_MAGIC;
-	ASSERT_EQ(kcm_rx_send_all(self->a.w, msg, total), 0);
+	ASSERT_EQ(kcm_send_all(self->a.w, msg, total), 0);
 	n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
 	ASSERT_EQ(n, (ssize_t)total);
 	ASSERT_EQ(memcmp(buf, msg, total), 0);
 	msg[KCM_RX_HDR] = 0;
-	ASSERT_EQ(kcm_rx_send_all(self->a.w, msg, total), 0);
-	ASSERT_EQ(kcm_rx_err_wait(self->a.r), EPROTO);
+	ASSERT_EQ(kcm_send_all(self->a.w, msg, total), 0);
+	ASSERT_EQ(kcm_err_wait(self->a.r), EPROTO);
 }
 
 TEST_F(rx_err, parser_errno)
@@ -2186,11 +1847,11 @@ TEST_F(rx_err, parser_errno)
 
 TEST_F(rx_err, parser_errno_counted)
 {
-	long long before = kcm_rx_psock_stat("RX-BadLen"), after;
+	long long before = kcm_stat("Psock", "RX-BadLen"), after;
 
 	ASSERT_GE(before, 0);
 	kcm_rx_err_magic(_metadata, self);
-	after = kcm_rx_psock_stat("RX-BadLen");
+	after = kcm_stat("Psock", "RX-BadLen");
 	if (after == before && kcmux_is_reference())
 		SKIP(return, "in-tree strparser counts no parser error in RX-BadLen (only lengths that end before the bytes already seen)");
 	ASSERT_EQ(after, before + 1);
@@ -2211,14 +1872,14 @@ TEST_F(rx_err, bad_len)
 	ASSERT_GE(prog, 0);
 	ASSERT_EQ(kcm_attach(self->kcm, self->a.r, prog), 0);
 	close(prog);
-	before = kcm_rx_psock_stat("RX-BadLen");
-	need0 = kcm_rx_psock_stat("RX-NeedMor");
+	before = kcm_stat("Psock", "RX-BadLen");
+	need0 = kcm_stat("Psock", "RX-NeedMor");
 	ASSERT_GE(before, 0);
-	ASSERT_EQ(kcm_rx_send_all(self->a.w, msg, 4), 0);
-	ASSERT_GE(kcm_rx_wait_psock_stat("RX-NeedMor", need0 + 1), need0 + 1);
-	ASSERT_EQ(kcm_rx_send_all(self->a.w, msg + 4, 4), 0);
-	ASSERT_EQ(kcm_rx_err_wait(self->a.r), EPROTO);
-	ASSERT_EQ(kcm_rx_psock_stat("RX-BadLen"), before + 1);
+	ASSERT_EQ(kcm_send_all(self->a.w, msg, 4), 0);
+	ASSERT_GE(kcm_wait_stat("Psock", "RX-NeedMor", need0 + 1), need0 + 1);
+	ASSERT_EQ(kcm_send_all(self->a.w, msg + 4, 4), 0);
+	ASSERT_EQ(kcm_err_wait(self->a.r), EPROTO);
+	ASSERT_EQ(kcm_stat("Psock", "RX-BadLen"), before + 1);
 	kcm_rx_err_others_fine(_metadata, self);
 }
 
@@ -2238,14 +1899,14 @@ TEST_F(rx_err, peer_fin)
 	ASSERT_EQ(kcm_attach(self->kcm, self->a.r, self->prog), 0);
 	for (i = 0; i < 4; i++)
 		off += kcm_rx_frame(wbuf + off, 50, 70 + i);
-	ASSERT_EQ(kcm_rx_send_all(self->a.w, wbuf, off - 30), 0);
+	ASSERT_EQ(kcm_send_all(self->a.w, wbuf, off - 30), 0);
 	ASSERT_EQ(shutdown(self->a.w, SHUT_WR), 0);
 	for (i = 0; i < 3; i++) {
 		n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
 		ASSERT_EQ(kcm_rx_check(buf, n, 50, 70 + i), 0)
 			TH_LOG("message %d: %zd bytes", i, n);
 	}
-	err = kcm_rx_err_wait(self->a.r);
+	err = kcm_err_wait(self->a.r);
 	ASSERT_TRUE(kcm_rx_is_pipe_or_reset(err))
 		TH_LOG("SO_ERROR %d (%s)", err, err > 0 ? strerror(err) : "none");
 	kcm_rx_err_others_fine(_metadata, self);
@@ -2262,14 +1923,14 @@ TEST_F(rx_err, peer_rst)
 
 	ASSERT_EQ(kcm_attach(self->kcm, self->a.r, self->prog), 0);
 	total = kcm_rx_frame(msg, 90, 80);
-	ASSERT_EQ(kcm_rx_send_all(self->a.w, msg, total), 0);
+	ASSERT_EQ(kcm_send_all(self->a.w, msg, total), 0);
 	n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
 	ASSERT_EQ(kcm_rx_check(buf, n, 90, 80), 0);
 	ASSERT_EQ(setsockopt(self->a.w, SOL_SOCKET, SO_LINGER, &lin,
 			     sizeof(lin)), 0);
 	close(self->a.w);
 	self->a.w = -1;
-	err = kcm_rx_err_wait(self->a.r);
+	err = kcm_err_wait(self->a.r);
 	ASSERT_TRUE(kcm_rx_is_pipe_or_reset(err))
 		TH_LOG("SO_ERROR %d (%s)", err, err > 0 ? strerror(err) : "none");
 	kcm_rx_err_others_fine(_metadata, self);

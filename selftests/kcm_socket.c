@@ -13,16 +13,6 @@
 
 /* --- creation ----------------------------------------------------------- */
 
-static int sockopt_int(int fd, int level, int name)
-{
-	socklen_t len = sizeof(int);
-	int val = -1;
-
-	if (getsockopt(fd, level, name, &val, &len))
-		return -errno;
-	return val;
-}
-
 FIXTURE(create) {
 	int fd;
 };
@@ -54,9 +44,9 @@ TEST_F(create, socket)
 {
 	self->fd = socket(AF_KCM, variant->type, KCMPROTO_CONNECTED);
 	ASSERT_LE(0, self->fd) TH_LOG("socket: %s", strerror(errno));
-	EXPECT_EQ(AF_KCM, sockopt_int(self->fd, SOL_SOCKET, SO_DOMAIN));
-	EXPECT_EQ(variant->type, sockopt_int(self->fd, SOL_SOCKET, SO_TYPE));
-	EXPECT_EQ(KCMPROTO_CONNECTED, sockopt_int(self->fd, SOL_SOCKET, SO_PROTOCOL));
+	EXPECT_EQ(AF_KCM, kcm_getint(self->fd, SOL_SOCKET, SO_DOMAIN));
+	EXPECT_EQ(variant->type, kcm_getint(self->fd, SOL_SOCKET, SO_TYPE));
+	EXPECT_EQ(KCMPROTO_CONNECTED, kcm_getint(self->fd, SOL_SOCKET, SO_PROTOCOL));
 }
 
 /* PF_KCM is the same family. */
@@ -73,7 +63,7 @@ TEST_F(create, flags)
 	ASSERT_LE(0, self->fd) TH_LOG("socket: %s", strerror(errno));
 	EXPECT_TRUE(fcntl(self->fd, F_GETFL) & O_NONBLOCK);
 	EXPECT_TRUE(fcntl(self->fd, F_GETFD) & FD_CLOEXEC);
-	EXPECT_EQ(variant->type, sockopt_int(self->fd, SOL_SOCKET, SO_TYPE));
+	EXPECT_EQ(variant->type, kcm_getint(self->fd, SOL_SOCKET, SO_TYPE));
 }
 
 /* Any type but SOCK_DGRAM and SOCK_SEQPACKET (below SOCK_MAX, which the
@@ -329,7 +319,6 @@ FIXTURE_VARIANT_ADD(helpers, ipv6) {
 
 FIXTURE_SETUP(helpers)
 {
-	struct timeval tv = { .tv_sec = 10 };
 	int ret;
 
 	self->tcp[0] = self->tcp[1] = self->kcm = self->bpf = -1;
@@ -339,8 +328,8 @@ FIXTURE_SETUP(helpers)
 	ASSERT_LE(0, self->bpf) TH_LOG("bpf: %s", strerror(-self->bpf));
 	self->kcm = kcm_socket(SOCK_DGRAM);
 	ASSERT_LE(0, self->kcm) TH_LOG("socket: %s", strerror(-self->kcm));
-	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
-	ASSERT_EQ(0, setsockopt(self->tcp[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	ASSERT_EQ(0, kcm_set_timeo(self->kcm, SO_RCVTIMEO, 10000));
+	ASSERT_EQ(0, kcm_set_timeo(self->tcp[0], SO_RCVTIMEO, 10000));
 	ret = kcm_attach(self->kcm, self->tcp[1], self->bpf);
 	ASSERT_EQ(0, ret) TH_LOG("SIOCKCMATTACH: %s", strerror(-ret));
 }

@@ -36,275 +36,13 @@
 #pragma GCC diagnostic ignored "-Wclobbered"
 #include "kselftest_harness.h"
 
-#define KCM_TX_WAIT_MS		5000	/* bound of every wait for data */
-#define KCM_TX_QUIET_MS		200	/* "nothing more arrives" */
-
-/* --- helpers (candidates for lib/kcm_test.h) ---------------------------- */
-
-static long long kcm_tx_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
-/* A private network namespace with loopback up.  0 or -errno. */
-static int kcm_tx_netns(void)
-{
-	struct ifreq ifr = {};
-	int fd, err = 0;
-
-	if (unshare(CLONE_NEWNET))
-		return -errno;
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	strcpy(ifr.ifr_name, "lo");
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr))
-		err = -errno;
-	ifr.ifr_flags |= IFF_UP;
-	if (!err && ioctl(fd, SIOCSIFFLAGS, &ifr))
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 /*
- * TCP pair over 127.0.0.1 like kcm_tcp_pair(), with optional small
- * buffers: sndbuf on fds[0] (the end KCM sends on), rcvbuf on fds[1]
- * (set on the listener before the handshake, so the window is small
- * from the start).  TCP_NODELAY on both.  0 or -errno.
+ * A TCP pair with small buffers: a message sticks half sent on it when
+ * the peer does not read.
  */
-static int kcm_tx_tcp_pair(int fds[2], int sndbuf, int rcvbuf)
-{
-	struct sockaddr_in sin = {
-		.sin_family = AF_INET,
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-	};
-	socklen_t len = sizeof(sin);
-	int lfd, cfd = -1, afd = -1, one = 1, err;
-
-	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (lfd < 0)
-		return -errno;
-	if (rcvbuf && setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
-				 sizeof(rcvbuf)))
-		goto fail;
-	if (bind(lfd, (struct sockaddr *)&sin, len) || listen(lfd, 1) ||
-	    getsockname(lfd, (struct sockaddr *)&sin, &len))
-		goto fail;
-	cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (cfd < 0)
-		goto fail;
-	if (sndbuf && setsockopt(cfd, SOL_SOCKET, SO_SNDBUF, &sndbuf,
-				 sizeof(sndbuf)))
-		goto fail;
-	if (connect(cfd, (struct sockaddr *)&sin, len))
-		goto fail;
-	afd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (afd < 0)
-		goto fail;
-	if (setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) ||
-	    setsockopt(afd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
-		goto fail;
-	close(lfd);
-	fds[0] = cfd;
-	fds[1] = afd;
-	return 0;
-fail:
-	err = -errno;
-	if (afd >= 0)
-		close(afd);
-	if (cfd >= 0)
-		close(cfd);
-	close(lfd);
-	return err;
-}
-
-static int kcm_tx_clone(int kcmfd)
-{
-	struct kcm_clone c = { .fd = -1 };
-
-	return ioctl(kcmfd, SIOCKCMCLONE, &c) ? -errno : c.fd;
-}
-
-/* Reads exactly n bytes, waiting at most timeout_ms in all. */
-static ssize_t kcm_tx_read_exact(int fd, void *buf, size_t n, int timeout_ms)
-{
-	long long deadline = kcm_tx_now_ms() + timeout_ms;
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	size_t got = 0;
-
-	while (got < n) {
-		long long left = deadline - kcm_tx_now_ms();
-		ssize_t r;
-
-		if (left <= 0 || poll(&pfd, 1, left) <= 0)
-			break;
-		r = recv(fd, (char *)buf + got, n - got, MSG_DONTWAIT);
-		if (r < 0 && errno == EAGAIN)
-			continue;
-		if (r <= 0)
-			break;
-		got += r;
-	}
-	return got;
-}
-
-/* True if no byte arrives on fd within ms. */
-static bool kcm_tx_quiet(int fd, int ms)
-{
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-
-	return poll(&pfd, 1, ms) == 0;
-}
-
-static uint8_t kcm_tx_pattern(uint32_t seq, uint32_t i)
-{
-	return (uint8_t)(seq * 131 + i * 7 + (i >> 8));
-}
-
-/* A message with header word seq and len payload bytes; returns its size. */
-static ssize_t kcm_tx_msg(void *buf, uint32_t seq, uint32_t len)
-{
-	uint32_t be_len = htonl(len), be_seq = htonl(seq);
-	uint8_t *p = buf;
-	uint32_t i;
-
-	memcpy(p, &be_len, 4);
-	memcpy(p + 4, &be_seq, 4);
-	for (i = 0; i < len; i++)
-		p[KCM_TEST_HDR_LEN + i] = kcm_tx_pattern(seq, i);
-	return KCM_TEST_HDR_LEN + len;
-}
-
-/*
- * Reads one message from the stream fd and checks it is the one
- * kcm_tx_msg(seq, len) built.  Returns 0, or a short reason.
- */
-static const char *kcm_tx_read_msg(int fd, uint32_t seq, uint32_t len,
-				   int timeout_ms)
-{
-	static uint8_t buf[KCM_TEST_HDR_LEN + 300000];
-	uint32_t be_len, be_seq, i;
-
-	if (len > sizeof(buf) - KCM_TEST_HDR_LEN)
-		return "test bug: message too long";
-	if (kcm_tx_read_exact(fd, buf, KCM_TEST_HDR_LEN, timeout_ms) !=
-	    KCM_TEST_HDR_LEN)
-		return "no message header within the timeout";
-	memcpy(&be_len, buf, 4);
-	memcpy(&be_seq, buf + 4, 4);
-	if (ntohl(be_len) != len)
-		return "wrong length in the header";
-	if (ntohl(be_seq) != seq)
-		return "wrong sequence number in the header";
-	if (kcm_tx_read_exact(fd, buf + KCM_TEST_HDR_LEN, len, timeout_ms) !=
-	    (ssize_t)len)
-		return "payload incomplete within the timeout";
-	for (i = 0; i < len; i++)
-		if (buf[KCM_TEST_HDR_LEN + i] != kcm_tx_pattern(seq, i))
-			return "payload corrupted";
-	return NULL;
-}
-
-static char *kcm_tx_slurp(const char *path)
-{
-	static char buf[16384];
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return NULL;
-	buf[n] = '\0';
-	return buf;
-}
-
-/* Splits line (modified) into at most max whitespace separated words. */
-static int kcm_tx_words(char *line, char **w, int max)
-{
-	int n = 0;
-	char *save = NULL, *t;
-
-	for (t = strtok_r(line, " \t", &save); t && n < max;
-	     t = strtok_r(NULL, " \t", &save))
-		w[n++] = t;
-	return n;
-}
-
-/*
- * A total from /proc/net/kcm_stats: section is "MUX" or "Psock" (the
- * first word of a header line), col a column name of that header.  The
- * value line under a header has no first word.  -1 if not found.
- */
-static long long kcm_tx_stat(const char *section, const char *col)
-{
-	char *text = kcm_tx_slurp("/proc/net/kcm_stats");
-	char *line, *next, *hw[32], *vw[32];
-	int nh, nv, i;
-
-	for (line = text; line && *line; line = next) {
-		next = strchr(line, '\n');
-		if (!next)
-			break;
-		*next++ = '\0';
-		nh = kcm_tx_words(line, hw, 32);
-		if (nh < 2 || strcmp(hw[0], section))
-			continue;
-		line = next;
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		nv = kcm_tx_words(line, vw, 32);
-		for (i = 1; i < nh; i++)
-			if (!strcmp(hw[i], col) && i - 1 < nv)
-				return atoll(vw[i - 1]);
-		return -1;
-	}
-	return -1;
-}
-
-/*
- * Column col of the line of object obj ("mux", "kcm-0", "psock-1") in
- * /proc/net/kcm (the first mux that has it).  -1 if not found.
- */
-static long long kcm_tx_proc(const char *obj, const char *col)
-{
-	char *text = kcm_tx_slurp("/proc/net/kcm");
-	char *line, *next, *w[32];
-	int idx = -1, n, i;
-
-	for (line = text; line && *line; line = next) {
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		n = kcm_tx_words(line, w, 32);
-		if (n < 2)
-			continue;
-		if (!strcmp(w[0], "Object")) {
-			for (i = 1; i < n; i++)
-				if (!strcmp(w[i], col))
-					idx = i;
-			continue;
-		}
-		if (idx > 0 && !strcmp(w[0], obj) && idx < n)
-			return atoll(w[idx]);
-	}
-	return -1;
-}
-
-static void kcm_tx_close(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
+static const struct kcm_tcp_opts kcm_tx_small = {
+	.sndbuf = 4096, .rcvbuf = 4096, .nodelay = true,
+};
 
 /* --- the fixture --------------------------------------------------------- */
 
@@ -342,23 +80,23 @@ FIXTURE_SETUP(tx)
 	self->bpf = self->kcm = -1;
 	self->a[0] = self->a[1] = self->b[0] = self->b[1] = -1;
 
-	ASSERT_EQ(0, kcm_tx_netns());
+	ASSERT_EQ(0, kcm_netns_enter());
 	self->bpf = kcm_bpf_load_parser();
 	ASSERT_LE(0, self->bpf);
 	self->kcm = kcm_socket(variant->type);
 	ASSERT_LE(0, self->kcm) TH_LOG("socket(AF_KCM): %s", strerror(-self->kcm));
-	ASSERT_EQ(0, kcm_tx_tcp_pair(self->a, 0, 0));
-	ASSERT_EQ(0, kcm_tx_tcp_pair(self->b, 0, 0));
+	ASSERT_EQ(0, kcm_tcp_pair_nodelay(AF_INET, self->a));
+	ASSERT_EQ(0, kcm_tcp_pair_nodelay(AF_INET, self->b));
 }
 
 FIXTURE_TEARDOWN(tx)
 {
-	kcm_tx_close(&self->kcm);
-	kcm_tx_close(&self->a[0]);
-	kcm_tx_close(&self->a[1]);
-	kcm_tx_close(&self->b[0]);
-	kcm_tx_close(&self->b[1]);
-	kcm_tx_close(&self->bpf);
+	kcm_close_fd(&self->kcm);
+	kcm_close_fd(&self->a[0]);
+	kcm_close_fd(&self->a[1]);
+	kcm_close_fd(&self->b[0]);
+	kcm_close_fd(&self->b[1]);
+	kcm_close_fd(&self->bpf);
 }
 
 /* --- atomicity under concurrency ---------------------------------------- */
@@ -428,7 +166,7 @@ static void *stress_sender(void *v)
 		ssize_t r;
 
 		for (i = 0; i < len; i++)
-			data[i] = kcm_tx_pattern(seq, i);
+			data[i] = kcm_pattern(seq, i);
 		be = htonl(4 + len);
 		memcpy(hdr, &be, 4);
 		be = htonl(seq);
@@ -455,7 +193,7 @@ static void *stress_reader(void *v)
 	char *err = st->error[arg->idx];
 	int fd = st->peer[arg->idx];
 	int last[STRESS_SENDERS];
-	long long deadline = kcm_tx_now_ms() + 20000;
+	long long deadline = kcm_now_ms() + 20000;
 	static __thread uint8_t buf[4 + STRESS_MAX_DATA];
 	uint32_t be, len, seq, sum;
 	int s, n;
@@ -467,14 +205,14 @@ static void *stress_reader(void *v)
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
 		uint8_t hdr[KCM_TEST_HDR_LEN];
 
-		if (kcm_tx_now_ms() > deadline) {
+		if (kcm_now_ms() > deadline) {
 			snprintf(err, 160, "stream %d: timeout, %d of %d messages seen",
 				 arg->idx, st->received, STRESS_TOTAL);
 			return NULL;
 		}
 		if (poll(&pfd, 1, 50) <= 0)
 			continue;
-		if (kcm_tx_read_exact(fd, hdr, sizeof(hdr), KCM_TX_WAIT_MS) !=
+		if (kcm_read_exact(fd, hdr, sizeof(hdr), KCM_WAIT_MS) !=
 		    sizeof(hdr)) {
 			snprintf(err, 160, "stream %d: truncated header", arg->idx);
 			return NULL;
@@ -492,7 +230,7 @@ static void *stress_reader(void *v)
 				 arg->idx, len, seq);
 			return NULL;
 		}
-		if (kcm_tx_read_exact(fd, buf, len, KCM_TX_WAIT_MS) != len) {
+		if (kcm_read_exact(fd, buf, len, KCM_WAIT_MS) != len) {
 			snprintf(err, 160, "stream %d: seq %#x truncated", arg->idx, seq);
 			return NULL;
 		}
@@ -527,11 +265,11 @@ TEST_F_TIMEOUT(tx, stress_no_interleave, 60)
 	static struct stress st;
 	struct stress_arg args[2 + STRESS_SENDERS];
 	pthread_t th[2 + STRESS_SENDERS];
-	long long tx0 = kcm_tx_stat("Psock", "TX-Msgs");
+	long long tx0 = kcm_stat("Psock", "TX-Msgs");
 	int clone, i, bad;
 
 	memset(&st, 0, sizeof(st));
-	clone = kcm_tx_clone(self->kcm);
+	clone = kcm_clone(self->kcm);
 	ASSERT_LE(0, clone) TH_LOG("SIOCKCMCLONE: %s", strerror(-clone));
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	ASSERT_EQ(0, kcm_attach(clone, self->b[0], self->bpf));
@@ -562,9 +300,9 @@ TEST_F_TIMEOUT(tx, stress_no_interleave, 60)
 	EXPECT_EQ(0, bad) TH_LOG("%d messages not seen exactly once", bad);
 	EXPECT_EQ(STRESS_TOTAL, st.per_stream[0] + st.per_stream[1]);
 	TH_LOG("messages per psock: %d + %d", st.per_stream[0], st.per_stream[1]);
-	EXPECT_EQ(STRESS_TOTAL, kcm_tx_stat("Psock", "TX-Msgs") - tx0);
-	EXPECT_TRUE(kcm_tx_quiet(self->a[1], KCM_TX_QUIET_MS));
-	EXPECT_TRUE(kcm_tx_quiet(self->b[1], KCM_TX_QUIET_MS));
+	EXPECT_EQ(STRESS_TOTAL, kcm_stat("Psock", "TX-Msgs") - tx0);
+	EXPECT_TRUE(kcm_quiet(self->a[1], KCM_QUIET_MS));
+	EXPECT_TRUE(kcm_quiet(self->b[1], KCM_QUIET_MS));
 	close(clone);
 }
 
@@ -585,25 +323,25 @@ static void kcm_tx_parts(struct __test_metadata *_metadata,
 			 enum kcm_tx_ending how)
 {
 	static uint8_t m1[KCM_TEST_HDR_LEN + 3000], m2[KCM_TEST_HDR_LEN + 100];
-	long long tx0 = kcm_tx_stat("Psock", "TX-Msgs");
-	ssize_t n1 = kcm_tx_msg(m1, 1, 3000), n2 = kcm_tx_msg(m2, 2, 100);
+	long long tx0 = kcm_stat("Psock", "TX-Msgs");
+	ssize_t n1 = kcm_test_msg(m1, 1, 3000), n2 = kcm_test_msg(m2, 2, 100);
 	ssize_t cut1 = 1000, cut2 = how == END_ZERO_LEN ? n1 : 2000;
 	const char *why;
 	int clone;
 
-	clone = kcm_tx_clone(self->kcm);
+	clone = kcm_clone(self->kcm);
 	ASSERT_LE(0, clone);
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 
 	ASSERT_EQ(cut1, send(self->kcm, m1, cut1, variant->more));
 	ASSERT_EQ(n2, send(clone, m2, n2, variant->end));
-	why = kcm_tx_read_msg(self->a[1], 2, 100, KCM_TX_WAIT_MS);
+	why = kcm_read_msg(self->a[1], 2, 100, KCM_WAIT_MS);
 	ASSERT_EQ(NULL, why) TH_LOG("the clone's message: %s", why);
 
 	ASSERT_EQ(cut2 - cut1, send(self->kcm, m1 + cut1, cut2 - cut1,
 				    variant->more));
 	/* Still an open message: nothing may have gone out of it. */
-	ASSERT_TRUE(kcm_tx_quiet(self->a[1], KCM_TX_QUIET_MS));
+	ASSERT_TRUE(kcm_quiet(self->a[1], KCM_QUIET_MS));
 
 	switch (how) {
 	case END_SEND:
@@ -618,10 +356,10 @@ static void kcm_tx_parts(struct __test_metadata *_metadata,
 		ASSERT_EQ(n1 - cut2, write(self->kcm, m1 + cut2, n1 - cut2));
 		break;
 	}
-	why = kcm_tx_read_msg(self->a[1], 1, 3000, KCM_TX_WAIT_MS);
+	why = kcm_read_msg(self->a[1], 1, 3000, KCM_WAIT_MS);
 	ASSERT_EQ(NULL, why) TH_LOG("the message in parts: %s", why);
-	EXPECT_TRUE(kcm_tx_quiet(self->a[1], KCM_TX_QUIET_MS));
-	EXPECT_EQ(2, kcm_tx_stat("Psock", "TX-Msgs") - tx0);
+	EXPECT_TRUE(kcm_quiet(self->a[1], KCM_QUIET_MS));
+	EXPECT_EQ(2, kcm_stat("Psock", "TX-Msgs") - tx0);
 	close(clone);
 }
 
@@ -647,12 +385,12 @@ TEST_F(tx, write_ends_open_message)
 TEST_F(tx, write_sends_message)
 {
 	static uint8_t m[KCM_TEST_HDR_LEN + 5000];
-	ssize_t n = kcm_tx_msg(m, 7, 5000);
+	ssize_t n = kcm_test_msg(m, 7, 5000);
 	const char *why;
 
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	ASSERT_EQ(n, write(self->kcm, m, n));
-	why = kcm_tx_read_msg(self->a[1], 7, 5000, KCM_TX_WAIT_MS);
+	why = kcm_read_msg(self->a[1], 7, 5000, KCM_WAIT_MS);
 	ASSERT_EQ(NULL, why) TH_LOG("%s", why);
 }
 
@@ -660,23 +398,23 @@ TEST_F(tx, write_sends_message)
 TEST_F(tx, zero_length_send_sends_nothing)
 {
 	uint8_t m[KCM_TEST_HDR_LEN + 10];
-	long long tx0 = kcm_tx_stat("Psock", "TX-Msgs");
-	ssize_t n = kcm_tx_msg(m, 3, 10);
+	long long tx0 = kcm_stat("Psock", "TX-Msgs");
+	ssize_t n = kcm_test_msg(m, 3, 10);
 	const char *why;
 
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	EXPECT_EQ(0, send(self->kcm, m, 0, variant->end));
 	EXPECT_EQ(0, send(self->kcm, m, 0, variant->end | MSG_DONTWAIT));
-	EXPECT_EQ(0, kcm_tx_proc("kcm-0", "TX-Msgs"));
-	EXPECT_EQ(0, kcm_tx_stat("Psock", "TX-Msgs") - tx0);
+	EXPECT_EQ(0, kcm_proc_value("kcm-0", "TX-Msgs"));
+	EXPECT_EQ(0, kcm_stat("Psock", "TX-Msgs") - tx0);
 
 	/* The next real message is the first and only thing on the wire. */
 	ASSERT_EQ(n, send(self->kcm, m, n, variant->end));
-	why = kcm_tx_read_msg(self->a[1], 3, 10, KCM_TX_WAIT_MS);
+	why = kcm_read_msg(self->a[1], 3, 10, KCM_WAIT_MS);
 	ASSERT_EQ(NULL, why) TH_LOG("%s", why);
-	EXPECT_TRUE(kcm_tx_quiet(self->a[1], KCM_TX_QUIET_MS));
-	EXPECT_EQ(1, kcm_tx_proc("kcm-0", "TX-Msgs"));
-	EXPECT_EQ(1, kcm_tx_stat("Psock", "TX-Msgs") - tx0);
+	EXPECT_TRUE(kcm_quiet(self->a[1], KCM_QUIET_MS));
+	EXPECT_EQ(1, kcm_proc_value("kcm-0", "TX-Msgs"));
+	EXPECT_EQ(1, kcm_stat("Psock", "TX-Msgs") - tx0);
 }
 
 /* sendmmsg() (MSG_BATCH on all but the last) sends every message. */
@@ -686,7 +424,7 @@ TEST_F(tx, sendmmsg_sends_all)
 	static uint8_t m[N][KCM_TEST_HDR_LEN + 2000];
 	struct mmsghdr mm[N];
 	struct iovec iov[N];
-	long long tx0 = kcm_tx_stat("Psock", "TX-Msgs");
+	long long tx0 = kcm_stat("Psock", "TX-Msgs");
 	const char *why;
 	int i;
 
@@ -694,19 +432,19 @@ TEST_F(tx, sendmmsg_sends_all)
 	memset(mm, 0, sizeof(mm));
 	for (i = 0; i < N; i++) {
 		iov[i].iov_base = m[i];
-		iov[i].iov_len = kcm_tx_msg(m[i], 100 + i, 1 + i * 97);
+		iov[i].iov_len = kcm_test_msg(m[i], 100 + i, 1 + i * 97);
 		mm[i].msg_hdr.msg_iov = &iov[i];
 		mm[i].msg_hdr.msg_iovlen = 1;
 	}
 	ASSERT_EQ(N, sendmmsg(self->kcm, mm, N, variant->end));
 	for (i = 0; i < N; i++) {
 		EXPECT_EQ(iov[i].iov_len, mm[i].msg_len);
-		why = kcm_tx_read_msg(self->a[1], 100 + i, 1 + i * 97,
-				      KCM_TX_WAIT_MS);
+		why = kcm_read_msg(self->a[1], 100 + i, 1 + i * 97,
+				      KCM_WAIT_MS);
 		ASSERT_EQ(NULL, why) TH_LOG("message %d: %s", i, why);
 	}
-	EXPECT_TRUE(kcm_tx_quiet(self->a[1], KCM_TX_QUIET_MS));
-	EXPECT_EQ(N, kcm_tx_stat("Psock", "TX-Msgs") - tx0);
+	EXPECT_TRUE(kcm_quiet(self->a[1], KCM_QUIET_MS));
+	EXPECT_EQ(N, kcm_stat("Psock", "TX-Msgs") - tx0);
 }
 
 /* With no psock, sends queue; attaching one sends them in order. */
@@ -719,18 +457,18 @@ TEST_F(tx, queued_until_psock_attached)
 	int i;
 
 	for (i = 0; i < N; i++) {
-		n = kcm_tx_msg(m, 10 + i, 100 * (i + 1));
+		n = kcm_test_msg(m, 10 + i, 100 * (i + 1));
 		ASSERT_EQ(n, send(self->kcm, m, n, variant->end | MSG_DONTWAIT));
 	}
-	EXPECT_EQ(N, kcm_tx_proc("kcm-0", "Send-Q"));
+	EXPECT_EQ(N, kcm_proc_value("kcm-0", "Send-Q"));
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	for (i = 0; i < N; i++) {
-		why = kcm_tx_read_msg(self->a[1], 10 + i, 100 * (i + 1),
-				      KCM_TX_WAIT_MS);
+		why = kcm_read_msg(self->a[1], 10 + i, 100 * (i + 1),
+				      KCM_WAIT_MS);
 		ASSERT_EQ(NULL, why) TH_LOG("message %d: %s", i, why);
 	}
-	EXPECT_TRUE(kcm_tx_quiet(self->a[1], KCM_TX_QUIET_MS));
-	EXPECT_EQ(0, kcm_tx_proc("kcm-0", "Send-Q"));
+	EXPECT_TRUE(kcm_quiet(self->a[1], KCM_QUIET_MS));
+	EXPECT_EQ(0, kcm_proc_value("kcm-0", "Send-Q"));
 }
 
 /* --- blocking, timeouts, sizes ------------------------------------------- */
@@ -758,14 +496,14 @@ static int kcm_tx_fill(struct __test_metadata *_metadata,
 	int sndbuf = 16384, sent;
 	ssize_t n, r = 0;
 
-	ASSERT_EQ(0, kcm_tx_tcp_pair(pair, 4096, 4096));
+	ASSERT_EQ(0, kcm_tcp_pair_opts(AF_INET, pair, &kcm_tx_small));
 	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_SNDBUF, &sndbuf,
 				sizeof(sndbuf)));
 	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_SNDTIMEO, &tv,
 				sizeof(tv)));
 	ASSERT_EQ(0, kcm_attach(self->kcm, pair[0], self->bpf));
 	for (sent = 0; sent < FILL_MAX; sent++) {
-		n = kcm_tx_msg(m, sent, FILL_MSG);
+		n = kcm_test_msg(m, sent, FILL_MSG);
 		r = send(self->kcm, m, n, variant->end);
 		if (r != n)
 			break;
@@ -783,10 +521,10 @@ static void kcm_tx_drain(struct __test_metadata *_metadata, int fd, int sent)
 	int i;
 
 	for (i = 0; i < sent; i++) {
-		why = kcm_tx_read_msg(fd, i, FILL_MSG, KCM_TX_WAIT_MS);
+		why = kcm_read_msg(fd, i, FILL_MSG, KCM_WAIT_MS);
 		ASSERT_EQ(NULL, why) TH_LOG("message %d of %d: %s", i, sent, why);
 	}
-	EXPECT_TRUE(kcm_tx_quiet(fd, KCM_TX_QUIET_MS));
+	EXPECT_TRUE(kcm_quiet(fd, KCM_QUIET_MS));
 }
 
 /* Peer never reads: MSG_DONTWAIT gets EAGAIN and nothing is half sent. */
@@ -799,10 +537,10 @@ TEST_F(tx, dontwait_eagain_when_full)
 
 	sent = kcm_tx_fill(_metadata, self, variant, pair);
 	/* At once, although SO_SNDTIMEO is set; for a small message too. */
-	kcm_tx_msg(m, 9999, 1);
-	t0 = kcm_tx_now_ms();
+	kcm_test_msg(m, 9999, 1);
+	t0 = kcm_now_ms();
 	r = send(self->kcm, m, KCM_TEST_HDR_LEN + 1, variant->end | MSG_DONTWAIT);
-	elapsed = kcm_tx_now_ms() - t0;
+	elapsed = kcm_now_ms() - t0;
 	EXPECT_EQ(-1, r);
 	EXPECT_EQ(EAGAIN, errno);
 	EXPECT_GT(FILL_TIMEO_MS * 2 / 3, elapsed);
@@ -823,10 +561,10 @@ TEST_F(tx, sndtimeo_eagain_after_timeout)
 	sent = kcm_tx_fill(_metadata, self, variant, pair);
 	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_SNDTIMEO, &tv,
 				sizeof(tv)));
-	kcm_tx_msg(m, sent, FILL_MSG);
-	t0 = kcm_tx_now_ms();
+	kcm_test_msg(m, sent, FILL_MSG);
+	t0 = kcm_now_ms();
 	r = send(self->kcm, m, sizeof(m), variant->end);
-	elapsed = kcm_tx_now_ms() - t0;
+	elapsed = kcm_now_ms() - t0;
 	EXPECT_EQ(-1, r);
 	EXPECT_EQ(EAGAIN, errno);
 	EXPECT_LE(450, elapsed);
@@ -857,52 +595,23 @@ TEST_F(tx, larger_than_sndbuf_emsgsize)
 	ASSERT_EQ(2 * sndbuf, val);
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 
-	n = kcm_tx_msg(m, 1, val);		/* 8 bytes over the limit */
+	n = kcm_test_msg(m, 1, val);		/* 8 bytes over the limit */
 	EXPECT_EQ(-1, send(self->kcm, m, n, variant->end));
 	EXPECT_EQ(EMSGSIZE, errno);
-	n = kcm_tx_msg(m, 2, 65536);
+	n = kcm_test_msg(m, 2, 65536);
 	EXPECT_EQ(-1, send(self->kcm, m, n, variant->end | MSG_DONTWAIT));
 	EXPECT_EQ(EMSGSIZE, errno);
 
 	/* Exactly sndbuf is fine, and only it goes out. */
-	n = kcm_tx_msg(m, 3, val - KCM_TEST_HDR_LEN);
+	n = kcm_test_msg(m, 3, val - KCM_TEST_HDR_LEN);
 	ASSERT_EQ(n, send(self->kcm, m, n, variant->end));
-	why = kcm_tx_read_msg(self->a[1], 3, val - KCM_TEST_HDR_LEN,
-			      KCM_TX_WAIT_MS);
+	why = kcm_read_msg(self->a[1], 3, val - KCM_TEST_HDR_LEN,
+			      KCM_WAIT_MS);
 	ASSERT_EQ(NULL, why) TH_LOG("%s", why);
-	EXPECT_TRUE(kcm_tx_quiet(self->a[1], KCM_TX_QUIET_MS));
+	EXPECT_TRUE(kcm_quiet(self->a[1], KCM_QUIET_MS));
 }
 
 /* --- failing psocks, SIGPIPE --------------------------------------------- */
-
-static volatile sig_atomic_t kcm_tx_sigpipes;
-
-static void kcm_tx_on_sigpipe(int sig)
-{
-	kcm_tx_sigpipes++;
-}
-
-static void kcm_tx_count_sigpipe(struct __test_metadata *_metadata)
-{
-	struct sigaction sa = { .sa_handler = kcm_tx_on_sigpipe };
-
-	kcm_tx_sigpipes = 0;
-	ASSERT_EQ(0, sigaction(SIGPIPE, &sa, NULL));
-}
-
-/* The peer resets the connection: close() with SO_LINGER 0. */
-static void kcm_tx_reset(struct __test_metadata *_metadata, int *peer, int fd)
-{
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-
-	ASSERT_EQ(0, setsockopt(*peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)));
-	close(*peer);
-	*peer = -1;
-	/* Wait until our end has seen the RST. */
-	ASSERT_EQ(1, poll(&pfd, 1, KCM_TX_WAIT_MS));
-	ASSERT_TRUE(pfd.revents & (POLLERR | POLLHUP));
-}
 
 #define BIG_MSG		100000
 
@@ -920,15 +629,15 @@ static void kcm_tx_stuck_then_reset(struct __test_metadata *_metadata,
 	struct pollfd pfd;
 	ssize_t n;
 
-	ASSERT_EQ(0, kcm_tx_tcp_pair(pair, 4096, 4096));
+	ASSERT_EQ(0, kcm_tcp_pair_opts(AF_INET, pair, &kcm_tx_small));
 	ASSERT_EQ(0, kcm_attach(self->kcm, pair[0], self->bpf));
-	n = kcm_tx_msg(m, 1, BIG_MSG);
+	n = kcm_test_msg(m, 1, BIG_MSG);
 	ASSERT_EQ(n, send(self->kcm, m, n, variant->end | MSG_NOSIGNAL));
 	/* Part of it is out: A carries it, mid-message. */
 	pfd = (struct pollfd){ .fd = pair[1], .events = POLLIN };
-	ASSERT_EQ(1, poll(&pfd, 1, KCM_TX_WAIT_MS));
+	ASSERT_EQ(1, poll(&pfd, 1, KCM_WAIT_MS));
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->b[0], self->bpf));
-	kcm_tx_reset(_metadata, &pair[1], pair[0]);
+	ASSERT_EQ(0, kcm_tcp_reset(&pair[1], pair[0]));
 }
 
 /*
@@ -941,8 +650,8 @@ static void kcm_tx_stuck_then_reset(struct __test_metadata *_metadata,
  */
 TEST_F(tx, psock_reset_mid_message_retried)
 {
-	long long retries0 = kcm_tx_stat("MUX", "TX-Retries");
-	long long aborts0 = kcm_tx_stat("Psock", "TX-Aborts");
+	long long retries0 = kcm_stat("MUX", "TX-Retries");
+	long long aborts0 = kcm_stat("Psock", "TX-Aborts");
 	uint8_t m[2][KCM_TEST_HDR_LEN + 10];
 	struct iovec iov[2];
 	struct mmsghdr mm[2];
@@ -950,35 +659,35 @@ TEST_F(tx, psock_reset_mid_message_retried)
 	socklen_t len = sizeof(err);
 	const char *why;
 
-	kcm_tx_count_sigpipe(_metadata);
+	ASSERT_EQ(0, kcm_sigpipe_catch());
 	kcm_tx_stuck_then_reset(_metadata, self, variant, pair);
 
 	memset(mm, 0, sizeof(mm));
 	for (i = 0; i < 2; i++) {
 		iov[i].iov_base = m[i];
-		iov[i].iov_len = kcm_tx_msg(m[i], 2 + i, 10);
+		iov[i].iov_len = kcm_test_msg(m[i], 2 + i, 10);
 		mm[i].msg_hdr.msg_iov = &iov[i];
 		mm[i].msg_hdr.msg_iovlen = 1;
 	}
 	EXPECT_EQ(2, sendmmsg(self->kcm, mm, 2, variant->end | MSG_NOSIGNAL));
 
-	why = kcm_tx_read_msg(self->b[1], 1, BIG_MSG, KCM_TX_WAIT_MS);
+	why = kcm_read_msg(self->b[1], 1, BIG_MSG, KCM_WAIT_MS);
 	ASSERT_EQ(NULL, why) TH_LOG("retried message on psock B: %s", why);
 	for (i = 0; i < 2; i++) {
-		why = kcm_tx_read_msg(self->b[1], 2 + i, 10, KCM_TX_WAIT_MS);
+		why = kcm_read_msg(self->b[1], 2 + i, 10, KCM_WAIT_MS);
 		ASSERT_EQ(NULL, why) TH_LOG("message %d on psock B: %s", 2 + i, why);
 	}
-	EXPECT_TRUE(kcm_tx_quiet(self->b[1], KCM_TX_QUIET_MS));
+	EXPECT_TRUE(kcm_quiet(self->b[1], KCM_QUIET_MS));
 	ASSERT_EQ(0, getsockopt(pair[0], SOL_SOCKET, SO_ERROR, &err, &len));
 	EXPECT_NE(0, err);
-	EXPECT_LE(1, kcm_tx_stat("Psock", "TX-Aborts") - aborts0);
+	EXPECT_LE(1, kcm_stat("Psock", "TX-Aborts") - aborts0);
 	close(pair[0]);
 
 	if (kcmux_is_reference())
 		SKIP(return, "in-tree kcm_stats never sums tx_retries (TX-Retries stays 0); in-tree raised %d SIGPIPE(s) on sends that succeeded",
-		     (int)kcm_tx_sigpipes);
-	EXPECT_LE(1, kcm_tx_stat("MUX", "TX-Retries") - retries0);
-	EXPECT_EQ(0, kcm_tx_sigpipes);
+		     kcm_sigpipes());
+	EXPECT_LE(1, kcm_stat("MUX", "TX-Retries") - retries0);
+	EXPECT_EQ(0, kcm_sigpipes());
 }
 
 /*
@@ -994,12 +703,12 @@ TEST_F(tx, psock_reset_mid_message_retried_unprompted)
 	if (kcmux_is_reference())
 		SKIP(return, "in-tree kcm retries only if its tx work happens to run after the reset (e.g. an ACK raced the RST); else the message waits for a later send");
 
-	kcm_tx_count_sigpipe(_metadata);
+	ASSERT_EQ(0, kcm_sigpipe_catch());
 	kcm_tx_stuck_then_reset(_metadata, self, variant, pair);
-	why = kcm_tx_read_msg(self->b[1], 1, BIG_MSG, KCM_TX_WAIT_MS);
+	why = kcm_read_msg(self->b[1], 1, BIG_MSG, KCM_WAIT_MS);
 	ASSERT_EQ(NULL, why) TH_LOG("retried message on psock B: %s", why);
-	EXPECT_TRUE(kcm_tx_quiet(self->b[1], KCM_TX_QUIET_MS));
-	EXPECT_EQ(0, kcm_tx_sigpipes);
+	EXPECT_TRUE(kcm_quiet(self->b[1], KCM_QUIET_MS));
+	EXPECT_EQ(0, kcm_sigpipes());
 	close(pair[0]);
 }
 
@@ -1019,17 +728,17 @@ TEST_F(tx, send_after_psock_reset_no_sigpipe)
 	if (kcmux_is_reference())
 		SKIP(return, "in-tree kcm does not run its transmit path on a send while a message is queued: the stuck message waits for tx work (see the _unprompted test)");
 
-	kcm_tx_count_sigpipe(_metadata);
+	ASSERT_EQ(0, kcm_sigpipe_catch());
 	kcm_tx_stuck_then_reset(_metadata, self, variant, pair);
-	n = kcm_tx_msg(m, 2, 10);
+	n = kcm_test_msg(m, 2, 10);
 	EXPECT_EQ(n, send(self->kcm, m, n, variant->end | MSG_NOSIGNAL));
-	EXPECT_EQ(0, kcm_tx_sigpipes);
+	EXPECT_EQ(0, kcm_sigpipes());
 
-	why = kcm_tx_read_msg(self->b[1], 1, BIG_MSG, KCM_TX_WAIT_MS);
+	why = kcm_read_msg(self->b[1], 1, BIG_MSG, KCM_WAIT_MS);
 	ASSERT_EQ(NULL, why) TH_LOG("first message: %s", why);
-	why = kcm_tx_read_msg(self->b[1], 2, 10, KCM_TX_WAIT_MS);
+	why = kcm_read_msg(self->b[1], 2, 10, KCM_WAIT_MS);
 	ASSERT_EQ(NULL, why) TH_LOG("second message: %s", why);
-	EXPECT_EQ(0, kcm_tx_sigpipes);
+	EXPECT_EQ(0, kcm_sigpipes());
 	close(pair[0]);
 }
 
@@ -1050,24 +759,24 @@ TEST_F(tx, idle_psock_reset_no_sigpipe)
 	const char *why;
 	ssize_t n;
 
-	kcm_tx_count_sigpipe(_metadata);
+	ASSERT_EQ(0, kcm_sigpipe_catch());
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->b[0], self->bpf));
-	kcm_tx_reset(_metadata, &self->a[1], self->a[0]);
+	ASSERT_EQ(0, kcm_tcp_reset(&self->a[1], self->a[0]));
 
-	n = kcm_tx_msg(m, 1, 500);
+	n = kcm_test_msg(m, 1, 500);
 	EXPECT_EQ(n, send(self->kcm, m, n, variant->end | MSG_NOSIGNAL));
-	n = kcm_tx_msg(m, 2, 500);
+	n = kcm_test_msg(m, 2, 500);
 	EXPECT_EQ(n, send(self->kcm, m, n, variant->end));
-	why = kcm_tx_read_msg(self->b[1], 1, 500, KCM_TX_WAIT_MS);
+	why = kcm_read_msg(self->b[1], 1, 500, KCM_WAIT_MS);
 	ASSERT_EQ(NULL, why) TH_LOG("first message: %s", why);
-	why = kcm_tx_read_msg(self->b[1], 2, 500, KCM_TX_WAIT_MS);
+	why = kcm_read_msg(self->b[1], 2, 500, KCM_WAIT_MS);
 	ASSERT_EQ(NULL, why) TH_LOG("second message: %s", why);
 
-	if (kcmux_is_reference() && kcm_tx_sigpipes)
+	if (kcmux_is_reference() && kcm_sigpipes())
 		SKIP(return, "in-tree kcm raised %d SIGPIPE(s): it sends on the reset psock from the caller's context without MSG_NOSIGNAL, then retries",
-		     (int)kcm_tx_sigpipes);
-	EXPECT_EQ(0, kcm_tx_sigpipes);
+		     kcm_sigpipes());
+	EXPECT_EQ(0, kcm_sigpipes());
 }
 
 TEST_HARNESS_MAIN
