@@ -18,9 +18,10 @@
 #define KCMUX_TX_CHUNK		(MAX_SKB_FRAGS * PAGE_SIZE)
 
 /*
- * Room for more: below sndbuf, or nothing queued that could drain (the
- * message being written may exceed sndbuf on its own; kcmux_sendmsg
- * bounds it by sndbuf).  poll's POLLOUT and the wakeups use the same test.
+ * Room for more: below sndbuf, or nothing queued that could drain.  The
+ * message being written may exceed sndbuf on its own, as in-tree KCM
+ * allows: waiting for it to drain would wait forever.  poll's POLLOUT and
+ * the wakeups use the same test.
  */
 bool kcmux_tx_writable(struct sock *sk)
 {
@@ -349,7 +350,8 @@ int kcmux_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		old_tail = kcmux_msg_cb(kcm->tx_partial)->tail;
 		old_len = kcmux_msg_cb(kcm->tx_partial)->len;
 	}
-	if ((u64)old_len + len > READ_ONCE(sk->sk_sndbuf)) {
+	/* skb lengths are 32 bits; anything near that is no message. */
+	if ((u64)old_len + len > INT_MAX) {
 		err = -EMSGSIZE;
 		goto out_err;
 	}
