@@ -6,6 +6,7 @@
 #   make modules-all     module for every supported kernel: build/<rel>/kcmux.ko
 #   make lint            W=1, sparse (C=2) and checkpatch --strict, all kernels
 #   make check           everything above, then all selftests in QEMU
+#   make check-debug     all selftests on a KASAN+lockdep+kmemleak kernel
 #   make demo            boot a VM, load kcmux, show it working
 #   make clean
 
@@ -19,13 +20,13 @@ KDIR		?= $(or $(wildcard /lib/modules/$(shell uname -r)/build),\
 		   $(shell ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1))
 MODULE_SRCS	:= Kbuild $(wildcard kcm/*.c kcm/*.h) include/uapi/linux/kcm.h
 
-.PHONY: all module modules-all lint checkpatch check demo deps clean help
+.PHONY: all module modules-all lint checkpatch check check-debug demo deps clean help
 
 all: module
 	$(MAKE) -C examples
 
 help:
-	@sed -n '3,12p' Makefile
+	@sed -n '/^#   make/p' Makefile
 
 module:
 	@test -d "$(KDIR)" || { echo "no kernel headers: run 'make deps' or set KDIR"; exit 1; }
@@ -38,7 +39,7 @@ build/%/kcmux.ko: $(MODULE_SRCS)
 	@ln -sfn $(TOP)/Kbuild build/$*/Kbuild
 	@ln -sfn $(TOP)/include/uapi build/$*/include/uapi
 	@for f in kcm/*.c kcm/*.h; do ln -sfn $(TOP)/$$f build/$*/$$f; done
-	$(MAKE) -C $$($(KERNELS_SH) kdir $*) M=$(TOP)/build/$* \
+	$(MAKE) -C $${KERNEL_KDIR:-$$($(KERNELS_SH) kdir $*)} M=$(TOP)/build/$* \
 		W=$(W) C=$(C) modules
 
 modules-all:
@@ -71,6 +72,17 @@ check: modules-all lint
 	$(MAKE) -C selftests
 	selftests/vm/test-scan-splats
 	selftests/run-all.sh
+
+# The whole suite on a KASAN/lockdep/kmemleak kernel built from Debian's
+# linux-source (first run: ~40 min, then cached under $(CACHE)).
+check-debug:
+	@$(DEPS_SH) build vm tests source
+	@set -e; dir=$$(scripts/debug-kernel.sh build); \
+		name=$$(basename $$dir); \
+		$(MAKE) --no-print-directory build/$$name/kcmux.ko \
+			KERNEL_KDIR=$$(scripts/debug-kernel.sh kdir); \
+		$(MAKE) -C selftests; \
+		selftests/run-all.sh --config kcmux@$$dir
 
 demo: modules-all
 	@$(DEPS_SH) vm tests source
