@@ -32,6 +32,8 @@
 #include "kcmux.h"
 
 #define KCMUX_VIEW_MIN		256
+/* A parser needing more than this to find a length is broken. */
+#define KCMUX_VIEW_MAX		(64 * 1024)
 #define KCMUX_COPYBREAK		512
 #define KCMUX_MEM_RETRY		(HZ / 10)
 /* kcmux_frame_header() found a message that is not all in TCP yet. */
@@ -115,14 +117,22 @@ static u32 kcmux_tcp_bytes_from(struct sock *sk, struct sk_buff *skb,
 static u32 kcmux_tcp_peek(struct sock *sk, struct sk_buff *skb,
 			  unsigned int pos, u8 *to, u32 len)
 {
+	u32 seq = TCP_SKB_CB(skb)->seq + pos;
 	u32 copied = 0;
 
+	/* Queued skbs may overlap (retransmits): place each by sequence. */
 	while (copied < len && skb) {
-		u32 n = min_t(u32, len - copied, skb->len - pos);
+		u32 off = seq - TCP_SKB_CB(skb)->seq;
 
-		skb_copy_bits(skb, pos, to + copied, n);
-		copied += n;
-		pos = 0;
+		if (before(seq, TCP_SKB_CB(skb)->seq))
+			break;
+		if (off < skb->len) {
+			u32 n = min_t(u32, len - copied, skb->len - off);
+
+			skb_copy_bits(skb, off, to + copied, n);
+			copied += n;
+			seq += n;
+		}
 		skb = skb_peek_next(skb, &sk->sk_receive_queue);
 	}
 	return copied;
@@ -223,7 +233,8 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 		len = kcmux_frame_parse(psock, f->view);
 		if (len < 0) {
 			psock->stats.rx_bad_len++;
-			return len;
+			/* Its errno is posted; our own retry code is not its. */
+			return len < -MAX_ERRNO || len == -ENOMEM ? -EPROTO : len;
 		}
 		if (len > 0)
 			break;
@@ -244,13 +255,13 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 			*used = take;
 			return 0;
 		}
-		if (f->view->len >= rcvbuf) {
+		if (f->view->len >= min_t(u32, rcvbuf, KCMUX_VIEW_MAX)) {
 			psock->stats.rx_too_big++;
 			return -EMSGSIZE;
 		}
 		skb_trim(f->view, prev);
-		if (kcmux_view_grow(psock, min_t(u32, rcvbuf,
-						 2 * (prev + take))))
+		if (kcmux_view_grow(psock, min3(rcvbuf, (u32)KCMUX_VIEW_MAX,
+						(u32)(2 * (prev + take)))))
 			return -ENOMEM;
 	}
 

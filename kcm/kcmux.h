@@ -224,6 +224,7 @@ void kcmux_mux_retire_psock(struct kcmux_mux *mux, struct kcmux_psock *psock);
 int kcmux_clone(struct socket *sock, struct kcm_clone __user *uinfo);
 
 /* psock.c */
+int kcmux_psock_init(void);
 int kcmux_attach(struct socket *sock, const struct kcm_attach *info);
 int kcmux_unattach(struct socket *sock, const struct kcm_unattach *info);
 void kcmux_psock_stop(struct kcmux_psock *psock, int err);

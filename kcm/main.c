@@ -22,20 +22,29 @@ static int __init kcmux_init(void)
 	if (!kcmux_wq)
 		return -ENOMEM;
 
+	err = kcmux_psock_init();
+	if (err)
+		goto err_wq;
+
+	/*
+	 * The family first: if another module owns it, fail before touching
+	 * its /proc names.  Nobody can create a socket before init returns,
+	 * as __sock_create() cannot take a reference on a module still coming.
+	 */
+	err = kcmux_socket_init();
+	if (err)
+		goto err_wq;
+
 	err = kcmux_netns_init();
 	if (err)
 		goto err_netns;
 
-	err = kcmux_socket_init();
-	if (err)
-		goto err_socket;
-
 	pr_info("AF_KCM (family %d) ready\n", PF_KCM);
 	return 0;
 
-err_socket:
-	kcmux_netns_uninit();
 err_netns:
+	kcmux_socket_uninit();
+err_wq:
 	destroy_workqueue(kcmux_wq);
 	return err;
 }

@@ -15,12 +15,42 @@
 #include "kcmux.h"
 
 static void kcmux_psock_data_ready(struct sock *sk);
+static void kcmux_psock_write_space(struct sock *sk);
+static void kcmux_psock_state_change(struct sock *sk);
+
+/*
+ * TCP's own callbacks, read off a kernel socket at load time.  A callback
+ * of ours can run on a socket without a psock: it raced with release, or
+ * the socket is a child accepted from a listener that was attached once
+ * (sk_clone_lock copies callbacks; SK_USER_DATA_NOCOPY keeps the psock
+ * pointer from being copied).  Such a socket gets TCP's behaviour.
+ */
+static struct {
+	void (*data_ready)(struct sock *sk);
+	void (*write_space)(struct sock *sk);
+	void (*state_change)(struct sock *sk);
+} kcmux_tcp_default;
+
+int kcmux_psock_init(void)
+{
+	struct socket *sock;
+	int err;
+
+	err = sock_create_kern(&init_net, AF_INET, SOCK_STREAM, IPPROTO_TCP,
+			       &sock);
+	if (err)
+		return err;
+	kcmux_tcp_default.data_ready = sock->sk->sk_data_ready;
+	kcmux_tcp_default.write_space = sock->sk->sk_write_space;
+	kcmux_tcp_default.state_change = sock->sk->sk_state_change;
+	sock_release(sock);
+	return 0;
+}
 
 /* Callbacks hold sk_callback_lock for reading; release takes it to write. */
 static struct kcmux_psock *kcmux_psock_of(struct sock *sk)
 {
-	return rcu_dereference_protected(__sk_user_data(sk),
-					 lockdep_is_held(&sk->sk_callback_lock));
+	return __locked_read_sk_user_data_with_flags(sk, SK_USER_DATA_NOCOPY);
 }
 
 /* TCP socket locked (bh or owner), as TCP calls sk_data_ready. */
@@ -33,9 +63,9 @@ static void kcmux_psock_data_ready(struct sock *sk)
 	if (unlikely(!psock)) {
 		void (*ready)(struct sock *sk) = READ_ONCE(sk->sk_data_ready);
 
-		/* Raced with release: the original callback is back. */
-		if (ready != kcmux_psock_data_ready)
-			ready(sk);
+		if (ready == kcmux_psock_data_ready)
+			ready = kcmux_tcp_default.data_ready;
+		ready(sk);
 	} else if (psock->frame.stopped) {
 		/* We no longer read; whoever else waits on the socket may. */
 		psock->saved_data_ready(sk);
@@ -53,8 +83,15 @@ static void kcmux_psock_write_space(struct sock *sk)
 
 	read_lock_bh(&sk->sk_callback_lock);
 	psock = kcmux_psock_of(sk);
-	if (likely(psock))
+	if (likely(psock)) {
 		kcmux_tx_wake_owner(psock);
+	} else {
+		void (*space)(struct sock *sk) = READ_ONCE(sk->sk_write_space);
+
+		if (space == kcmux_psock_write_space)
+			space = kcmux_tcp_default.write_space;
+		space(sk);
+	}
 	read_unlock_bh(&sk->sk_callback_lock);
 }
 
@@ -65,7 +102,13 @@ static void kcmux_psock_state_change(struct sock *sk)
 
 	read_lock_bh(&sk->sk_callback_lock);
 	psock = kcmux_psock_of(sk);
-	if (likely(psock) && sk->sk_state != TCP_ESTABLISHED) {
+	if (unlikely(!psock)) {
+		void (*change)(struct sock *sk) = READ_ONCE(sk->sk_state_change);
+
+		if (change == kcmux_psock_state_change)
+			change = kcmux_tcp_default.state_change;
+		change(sk);
+	} else if (sk->sk_state != TCP_ESTABLISHED) {
 		/* Deliver what is already framed first, then post the error. */
 		psock->peer_closed = true;
 		queue_delayed_work(kcmux_wq, &psock->rx_work, 0);
@@ -147,7 +190,7 @@ static int kcmux_psock_install(struct kcmux_psock *psock, struct sock *csk)
 	psock->saved_data_ready = csk->sk_data_ready;
 	psock->saved_write_space = csk->sk_write_space;
 	psock->saved_state_change = csk->sk_state_change;
-	rcu_assign_sk_user_data(csk, psock);
+	__rcu_assign_sk_user_data_with_flags(csk, psock, SK_USER_DATA_NOCOPY);
 	WRITE_ONCE(csk->sk_data_ready, kcmux_psock_data_ready);
 	WRITE_ONCE(csk->sk_write_space, kcmux_psock_write_space);
 	WRITE_ONCE(csk->sk_state_change, kcmux_psock_state_change);

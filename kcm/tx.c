@@ -16,6 +16,7 @@
 
 #define KCMUX_TX_LINEAR_MAX	1024
 #define KCMUX_TX_CHUNK		(MAX_SKB_FRAGS * PAGE_SIZE)
+#define KCMUX_TX_MSG_MAX	(64 << 20)
 
 /*
  * Room for more: below sndbuf, or nothing queued that could drain.  The
@@ -87,8 +88,9 @@ static struct sk_buff *kcmux_tx_alloc(struct sock *sk, size_t size, int *err)
 	size_t linear = size <= KCMUX_TX_LINEAR_MAX ? size : 0;
 	struct sk_buff *skb;
 
+	/* Charged to the sender's memcg: user data, held as long as it likes. */
 	skb = alloc_skb_with_frags(linear, size - linear, 0, err,
-				   sk->sk_allocation);
+				   sk->sk_allocation | __GFP_ACCOUNT);
 	if (!skb)
 		return NULL;
 	skb_put(skb, linear);
@@ -350,8 +352,8 @@ int kcmux_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		old_tail = kcmux_msg_cb(kcm->tx_partial)->tail;
 		old_len = kcmux_msg_cb(kcm->tx_partial)->len;
 	}
-	/* skb lengths are 32 bits; anything near that is no message. */
-	if ((u64)old_len + len > INT_MAX) {
+	/* Bounds the memory one socket can pin while a message is built. */
+	if ((u64)old_len + len > KCMUX_TX_MSG_MAX) {
 		err = -EMSGSIZE;
 		goto out_err;
 	}

@@ -749,6 +749,52 @@ TEST_F(ctl, unattach_returns_half_message)
 }
 
 /*
+ * An attached socket is disconnected (connect AF_UNSPEC) and turned into a
+ * listener; children accepted from it inherit its callbacks.  After the
+ * psock is gone, a child must behave as plain TCP: data wakes its reader.
+ * In-tree copies the psock pointer into the child (use after free).
+ */
+TEST_F(ctl, listener_child_after_unattach)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	socklen_t slen = sizeof(sin);
+	int cli, child, one = 1;
+	char buf[8];
+
+	if (kcmux_is_reference())
+		SKIP(return, "in-tree kcm copies the psock pointer into accepted children: use after free, not run on the reference");
+
+	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
+	ASSERT_EQ(0, connect(self->a[0], &unspec, sizeof(unspec)));
+	ASSERT_EQ(0, setsockopt(self->a[0], SOL_SOCKET, SO_REUSEADDR, &one,
+				sizeof(one)));
+	ASSERT_EQ(0, bind(self->a[0], (struct sockaddr *)&sin, sizeof(sin)));
+	ASSERT_EQ(0, getsockname(self->a[0], (struct sockaddr *)&sin, &slen));
+	ASSERT_EQ(0, listen(self->a[0], 1));
+
+	cli = socket(AF_INET, SOCK_STREAM, 0);
+	ASSERT_LE(0, cli);
+	ASSERT_EQ(0, connect(cli, (struct sockaddr *)&sin, sizeof(sin)));
+	child = accept(self->a[0], NULL, NULL);
+	ASSERT_LE(0, child);
+
+	/* The psock goes away; the child keeps the inherited callbacks. */
+	kcm_unattach(self->kcm, self->a[0]);
+	kcm_close_fd(&self->kcm);
+
+	ASSERT_EQ(5, send(cli, "hello", 5, 0));
+	EXPECT_EQ(5, kcm_read_exact(child, buf, 5, KCM_WAIT_MS));
+	EXPECT_EQ(0, memcmp(buf, "hello", 5));
+	ASSERT_EQ(5, send(child, "world", 5, 0));
+	EXPECT_EQ(5, kcm_read_exact(cli, buf, 5, KCM_WAIT_MS));
+	EXPECT_EQ(0, memcmp(buf, "world", 5));
+	close(child);
+	close(cli);
+}
+
+/*
  * Unattach while a KCM socket is half way through a message on the
  * psock (small buffers, peer not reading): kcmux lets the message finish
  * on that stream before giving the socket back, and a second unattach
