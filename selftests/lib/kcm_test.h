@@ -42,17 +42,9 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <linux/bpf.h>
-#include <linux/kcm.h>		/* ../include/uapi first, see Makefile */
-
-#ifndef AF_KCM
-#define AF_KCM		41
-#endif
-#ifndef PF_KCM
-#define PF_KCM		AF_KCM
-#endif
-#ifndef SOL_KCM
-#define SOL_KCM		281	/* <linux/socket.h>, not exported by libc */
-#endif
+/* The project's header (../include/uapi first, see Makefile): it also
+ * defines AF_KCM, PF_KCM and SOL_KCM, which libc may not. */
+#include <linux/kcm.h>
 
 /* --- which module is under test --------------------------------------- */
 
