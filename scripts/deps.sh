@@ -5,7 +5,10 @@
 #
 #   build   compiler, kbuild tools, headers of every supported kernel
 #   vm      QEMU and what vm-run puts into the guest
-#   bpf     clang/llvm, libbpf, bpftool
+#   bpf     clang/llvm, libbpf (static too), bpftool
+#   peers   real protocol peers, to capture parser test fixtures
+#   install dkms and rst2man (make install, make dkms-install)
+#   bench   gnuplot for the benchmark plots
 #   source  the Debian kernel source (kselftest harness, checkpatch)
 #   tests   static libc for the selftest binaries
 #   docs    docutils (rst checks)
@@ -23,7 +26,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PROG=${0##*/}
-GROUPS_ALL=(build vm bpf source tests docs)
+GROUPS_ALL=(build vm bpf source tests docs peers install bench)
 
 die() {
 	echo "$PROG: $*" >&2
@@ -31,7 +34,7 @@ die() {
 }
 
 usage() {
-	sed -n '4,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '4,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
@@ -63,7 +66,15 @@ packages_of() {
 		;;
 	# kmod: kernels.sh image reads module dependencies with modinfo.
 	vm)     echo qemu-system-x86 busybox-static cpio xz-utils kmod ;;
-	bpf)    echo clang llvm libbpf-dev bpftool ;;
+	# libelf-dev, zlib1g-dev: static libbpf for the VM's static binaries.
+	bpf)    echo clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool ;;
+	peers)
+		echo nghttp2-client nghttp2-server mosquitto mosquitto-clients
+		echo dnsmasq-base bind9-dnsutils memcached libmemcached-tools
+		echo postgresql socat python3-thrift kcat
+		;;
+	install) echo dkms python3-docutils ;;
+	bench)  echo gnuplot-nox ;;
 	source) echo linux-source-6.12 xz-utils ;;
 	tests)  echo libc6-dev gcc make ;;
 	docs)   echo python3-docutils ;;
