@@ -135,8 +135,15 @@ struct kcmux_psock_id {
  *   EPIPE    the psock has stopped (its TCP socket failed or was closed
  *            by the peer)
  *   EINVAL   malformed control message
- * A targeted message already queued when its psock stops is dropped and
- * counted (TX-TargetDrops in kcm_stats).
+ * A targeted message still queued when its psock stops or is unattached
+ * is dropped and counted in the mux's KCMUX_STAT_TX_TARGET_DROPS; it is
+ * never sent on another psock.  A message written in several calls
+ * (MSG_MORE, or SEQPACKET without MSG_EOR) is targeted by the first call
+ * that carries the control message; a later call naming a different
+ * psock fails with EINVAL.
+ *
+ * FIONREAD (SIOCINQ) on a KCM socket: the number of bytes of the next
+ * message still to be read, 0 if none is queued.
  */
 #define KCMUX_ORIGIN		16
 
