@@ -25,11 +25,11 @@
  * Everything here runs with the TCP socket locked, either from
  * sk_data_ready in softirq or from the psock's rx_work.
  */
-#include <linux/filter.h>
 #include <linux/skbuff.h>
 #include <net/tcp.h>
 
 #include "kcmux.h"
+#include "kcmux_trace.h"
 
 #define KCMUX_VIEW_MIN		256
 /* A parser needing more than this to find a length is broken. */
@@ -38,12 +38,6 @@
 #define KCMUX_MEM_RETRY		(HZ / 10)
 /* kcmux_frame_header() found a message that is not all in TCP yet. */
 #define KCMUX_FRAME_WAIT	1
-
-static int kcmux_frame_parse(struct kcmux_psock *psock, struct sk_buff *view)
-{
-	/* Socket filter programs return a u32; lengths and errnos fit. */
-	return (int)bpf_prog_run_pin_on_cpu(psock->prog, view);
-}
 
 static struct sk_buff *kcmux_view_alloc(struct kcmux_psock *psock,
 					unsigned int size)
@@ -230,9 +224,12 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 				seen = take;
 		}
 
-		len = kcmux_frame_parse(psock, f->view);
+		len = kcmux_parse(&psock->parser, f->view);
 		if (len < 0) {
-			psock->stats.rx_bad_len++;
+			if (len == -EMSGSIZE)
+				psock->stats.rx_too_big++;
+			else
+				psock->stats.rx_bad_len++;
 			/* Its errno is posted; our own retry code is not its. */
 			return len < -MAX_ERRNO || len == -ENOMEM ? -EPROTO : len;
 		}
@@ -407,6 +404,8 @@ static int kcmux_frame_actor(read_descriptor_t *desc, struct sk_buff *skb,
 			cancel_delayed_work(&psock->rx_timer);
 			psock->stats.rx_msgs++;
 			psock->stats.rx_bytes += f->msg_len;
+			kcmux_msg_cb(msg)->psock_id = psock->id;
+			trace_kcmux_msg_rx(psock, f->msg_len);
 			kcmux_frame_reset(f);
 			if (!kcmux_rx_deliver(psock, msg)) {
 				/* Parked: leave the rest in TCP (backpressure). */

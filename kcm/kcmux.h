@@ -16,7 +16,12 @@
  *                                       tx reservations, parked messages
  *   4. KCM sk_receive_queue.lock        the receive queue itself
  *   kcmux_net::lock (mutex) nests outside all of them and only guards the
- *   per-netns list of muxes.
+ *   per-netns list of muxes.  The xarray of psock ids has its own lock,
+ *   taken inside mux->lock.
+ *
+ * Psocks are freed after an RCU grace period, so a psock found by id
+ * under rcu_read_lock() can be inspected; it is usable only if, under its
+ * mux->lock, it is not yet released.
  *
  * The rx path never takes a KCM socket lock, so a KCM socket lock may be
  * held while taking a TCP socket lock (tx) but never the other way round.
@@ -29,12 +34,16 @@
 #include <linux/skbuff.h>
 #include <linux/spinlock.h>
 #include <linux/workqueue.h>
+#include <linux/xarray.h>
 #include <net/sock.h>
 
 #include "../include/uapi/linux/kcm.h"
 #include "compat.h"
 
 extern struct workqueue_struct *kcmux_wq;
+
+/* Largest message either way: bounds what one message can pin. */
+#define KCMUX_MSG_MAX		(64 << 20)
 
 /*
  * Counters are plain integers: rx ones are written under the TCP socket
@@ -66,6 +75,7 @@ struct kcmux_mux_stats {
 	u32 psock_unattach;
 	u32 psock_unattach_rsvd;
 	u32 rx_ready_drops;
+	u32 tx_target_drops;
 };
 
 struct kcmux_sock_stats {
@@ -80,12 +90,16 @@ struct kcmux_net {
 	struct mutex lock;		/* protects mux_list and retired stats */
 	struct list_head mux_list;
 	int mux_count;
+	u32 next_mux_id;
+	struct xarray psock_ids;	/* id -> psock, while attached */
+	u32 next_psock_id;		/* under psock_ids' lock */
 	struct kcmux_mux_stats retired_mux;
 	struct kcmux_psock_stats retired_psock;
 };
 
 struct kcmux_mux {
 	struct net *net;
+	u32 id;				/* unique in the netns (netlink) */
 	struct list_head net_node;	/* kcmux_net::mux_list */
 	refcount_t refcnt;		/* one per KCM socket */
 
@@ -123,11 +137,19 @@ struct kcmux_frame {
 	bool stopped;		/* error posted or unattaching: read no more */
 };
 
+/* How a psock finds message lengths: a BPF program or a length field. */
+struct kcmux_parser {
+	struct bpf_prog *prog;		/* NULL: use framing */
+	struct kcmux_framing framing;
+};
+
 struct kcmux_psock {
 	struct kcmux_mux *mux;
 	struct sock *sk;		/* the TCP socket */
 	struct file *file;		/* pins sk while attached */
-	struct bpf_prog *prog;
+	struct kcmux_parser parser;
+	u32 id;				/* unique in the netns, never 0 */
+	unsigned long tcp_ino;		/* of the TCP socket, for netlink */
 	u32 index;
 	struct list_head mux_node;	/* mux->psocks */
 
@@ -149,14 +171,19 @@ struct kcmux_psock {
 	bool tx_stopped;		/* never reserve again */
 	bool unattaching;
 	bool owner_releases;		/* tx_owner calls kcmux_psock_release() */
+	bool released;			/* off every list; memory freed by RCU */
+	int error;			/* errno posted by kcmux_psock_stop() */
 
 	struct kcmux_psock_stats stats;
+	struct rcu_head rcu;
 };
 
 struct kcmux_sock {
 	struct sock sk;
 	struct kcmux_mux *mux;
 	u32 index;
+	unsigned long ino;		/* of the socket, for netlink */
+	bool origin;			/* KCMUX_ORIGIN: report sources */
 	struct list_head mux_node;	/* mux->socks */
 
 	/* Under mux->lock. */
@@ -167,6 +194,7 @@ struct kcmux_sock {
 	struct kcmux_psock *tx_psock;	/* reserved for our write queue */
 	struct list_head tx_node;	/* mux->tx_socks while tx_waiting */
 	bool tx_waiting;
+	u32 tx_want;			/* psock id waited for; 0: any */
 
 	/*
 	 * sendmsg holds tx_mutex for the whole call, so a message being built
@@ -190,6 +218,7 @@ struct kcmux_msg_cb {
 	u32 offset;
 	u32 len;
 	u32 sent;		/* bytes already sent (tx) or read (rx) */
+	u32 psock_id;		/* rx: where it came from; tx: target, or 0 */
 	struct sk_buff *tail;	/* tx: last skb of the chain */
 };
 
@@ -223,9 +252,18 @@ void kcmux_psock_stats_add(struct kcmux_psock_stats *to,
 void kcmux_mux_retire_psock(struct kcmux_mux *mux, struct kcmux_psock *psock);
 int kcmux_clone(struct socket *sock, struct kcm_clone __user *uinfo);
 
+/* parser.c */
+int kcmux_parser_from_attach(struct kcmux_parser *parser,
+			     const struct kcmux_attach *info);
+void kcmux_parser_release(struct kcmux_parser *parser);
+int kcmux_parse(const struct kcmux_parser *parser, struct sk_buff *view);
+
 /* psock.c */
 int kcmux_psock_init(void);
-int kcmux_attach(struct socket *sock, const struct kcm_attach *info);
+int kcmux_attach(struct socket *sock, const struct kcmux_attach *info,
+		 u32 *psock_id);
+int kcmux_psock_id_of(struct socket *sock, int fd, u32 *psock_id);
+struct kcmux_psock *kcmux_psock_lookup(struct kcmux_mux *mux, u32 id);
 int kcmux_unattach(struct socket *sock, const struct kcm_unattach *info);
 void kcmux_psock_stop(struct kcmux_psock *psock, int err);
 void kcmux_psock_release(struct kcmux_psock *psock);
@@ -254,9 +292,15 @@ void kcmux_tx_work(struct work_struct *work);
 void kcmux_tx_psock_available(struct kcmux_mux *mux,
 			      struct kcmux_psock *psock);
 void kcmux_tx_wake_owner(struct kcmux_psock *psock);
+void kcmux_tx_wake_waiters(struct kcmux_mux *mux, struct kcmux_psock *psock);
 void kcmux_tx_release(struct kcmux_sock *kcm);
 void kcmux_tx_sock_init(struct kcmux_sock *kcm);
 bool kcmux_tx_writable(struct sock *sk);
+
+/* netlink.c */
+int kcmux_netlink_init(void);
+void kcmux_netlink_uninit(void);
+void kcmux_netlink_psock_event(struct kcmux_psock *psock, u8 cmd);
 
 /* proc.c */
 int kcmux_proc_init_net(struct net *net);

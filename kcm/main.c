@@ -9,6 +9,7 @@
 
 #include <linux/module.h>
 #include <linux/net.h>
+#include <net/genetlink.h>
 
 #include "kcmux.h"
 
@@ -39,9 +40,15 @@ static int __init kcmux_init(void)
 	if (err)
 		goto err_netns;
 
+	err = kcmux_netlink_init();
+	if (err)
+		goto err_netlink;
+
 	pr_info("AF_KCM (family %d) ready\n", PF_KCM);
 	return 0;
 
+err_netlink:
+	kcmux_netns_uninit();
 err_netns:
 	kcmux_socket_uninit();
 err_wq:
@@ -51,6 +58,7 @@ err_wq:
 
 static void __exit kcmux_exit(void)
 {
+	kcmux_netlink_uninit();
 	kcmux_socket_uninit();
 	kcmux_netns_uninit();
 	destroy_workqueue(kcmux_wq);
@@ -62,3 +70,4 @@ MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("Kernel Connection Multiplexor (AF_KCM), maintained out of tree");
 MODULE_AUTHOR("kcmux developers");
 MODULE_ALIAS_NETPROTO(PF_KCM);
+MODULE_ALIAS_GENL_FAMILY(KCMUX_GENL_NAME);

@@ -36,6 +36,7 @@ static void kcmux_stats_add_mux(struct kcmux_mux_stats *to,
 	to->psock_unattach += from->psock_unattach;
 	to->psock_unattach_rsvd += from->psock_unattach_rsvd;
 	to->rx_ready_drops += from->rx_ready_drops;
+	to->tx_target_drops += from->tx_target_drops;
 }
 
 /* Folds a psock's counters into its mux before the psock is freed. */
@@ -66,6 +67,8 @@ struct kcmux_mux *kcmux_mux_create(struct net *net)
 	__skb_queue_head_init(&mux->rx_hold);
 
 	mutex_lock(&knet->lock);
+	/* Ids are for people: 0 is skipped, reuse takes 2^32 muxes. */
+	mux->id = ++knet->next_mux_id ? : ++knet->next_mux_id;
 	list_add(&mux->net_node, &knet->mux_list);
 	knet->mux_count++;
 	mutex_unlock(&knet->lock);

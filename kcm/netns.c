@@ -18,6 +18,7 @@ static int __net_init kcmux_net_init(struct net *net)
 
 	mutex_init(&knet->lock);
 	INIT_LIST_HEAD(&knet->mux_list);
+	xa_init_flags(&knet->psock_ids, XA_FLAGS_ALLOC1 | XA_FLAGS_LOCK_BH);
 	return kcmux_proc_init_net(net);
 }
 
@@ -28,6 +29,8 @@ static void __net_exit kcmux_net_exit(struct net *net)
 	kcmux_proc_exit_net(net);
 	/* Every KCM socket holds a reference on its netns. */
 	WARN_ON_ONCE(!list_empty(&knet->mux_list));
+	WARN_ON_ONCE(!xa_empty(&knet->psock_ids));
+	xa_destroy(&knet->psock_ids);
 }
 
 static struct pernet_operations kcmux_net_ops = {

@@ -13,6 +13,7 @@
 #include <net/tcp_states.h>
 
 #include "kcmux.h"
+#include "kcmux_trace.h"
 
 static void kcmux_psock_data_ready(struct sock *sk);
 static void kcmux_psock_write_space(struct sock *sk);
@@ -151,11 +152,14 @@ void kcmux_psock_stop(struct kcmux_psock *psock, int err)
 	struct sock *sk = psock->sk;
 
 	kcmux_frame_stop(psock);
+	trace_kcmux_psock_error(psock, err);
 
 	WRITE_ONCE(sk->sk_err, err);
 	sk_error_report(sk);
 
 	spin_lock_bh(&mux->lock);
+	if (!psock->error)
+		psock->error = err;
 	psock->tx_stopped = true;
 	list_del_init(&psock->tx_node);
 	/*
@@ -164,7 +168,10 @@ void kcmux_psock_stop(struct kcmux_psock *psock, int err)
 	 */
 	if (psock->tx_owner)
 		queue_work(kcmux_wq, &psock->tx_owner->tx_work);
+	kcmux_tx_wake_waiters(mux, psock);
 	spin_unlock_bh(&mux->lock);
+
+	kcmux_netlink_psock_event(psock, KCMUX_CMD_PSOCK_ERROR);
 }
 
 static int kcmux_psock_check(struct sock *csk)
@@ -210,12 +217,17 @@ static void kcmux_psock_uninstall(struct kcmux_psock *psock)
 	write_unlock_bh(&csk->sk_callback_lock);
 }
 
-int kcmux_attach(struct socket *sock, const struct kcm_attach *info)
+/*
+ * Attaches TCP socket fd with the parser info describes (validated here,
+ * after the socket, so SIOCKCMATTACH reports errors in in-tree order).
+ */
+int kcmux_attach(struct socket *sock, const struct kcmux_attach *info,
+		 u32 *psock_id)
 {
 	struct kcmux_mux *mux = kcmux_sk(sock->sk)->mux;
+	struct kcmux_net *knet = kcmux_net(mux->net);
 	struct kcmux_psock *psock;
 	struct socket *csock;
-	struct bpf_prog *prog;
 	struct sock *csk;
 	int err;
 
@@ -228,20 +240,23 @@ int kcmux_attach(struct socket *sock, const struct kcm_attach *info)
 		goto out_put_sock;
 	}
 
-	prog = bpf_prog_get_type(info->bpf_fd, BPF_PROG_TYPE_SOCKET_FILTER);
-	if (IS_ERR(prog)) {
-		err = PTR_ERR(prog);
-		goto out_put_sock;
-	}
-
-	psock = kzalloc(sizeof(*psock), GFP_KERNEL);
+	psock = kzalloc(sizeof(*psock), GFP_KERNEL_ACCOUNT);
 	if (!psock) {
 		err = -ENOMEM;
-		goto out_put_prog;
+		goto out_put_sock;
 	}
+	err = kcmux_parser_from_attach(&psock->parser, info);
+	if (err)
+		goto out_free;
+	/* Reserved, not yet visible: lookups find it once it is linked. */
+	err = xa_alloc_cyclic_bh(&knet->psock_ids, &psock->id, NULL,
+				 XA_LIMIT(1, U32_MAX), &knet->next_psock_id,
+				 GFP_KERNEL);
+	if (err < 0)
+		goto out_put_parser;
 	psock->mux = mux;
 	psock->sk = csk;
-	psock->prog = prog;
+	psock->tcp_ino = SOCK_INODE(csock)->i_ino;
 	INIT_LIST_HEAD(&psock->rx_node);
 	INIT_LIST_HEAD(&psock->tx_node);
 	INIT_DELAYED_WORK(&psock->rx_work, kcmux_psock_rx_work);
@@ -253,8 +268,7 @@ int kcmux_attach(struct socket *sock, const struct kcm_attach *info)
 		err = kcmux_psock_install(psock, csk);
 	if (err) {
 		release_sock(csk);
-		kfree(psock);
-		goto out_put_prog;
+		goto out_free_id;
 	}
 	/* The mux keeps the TCP socket alive even if the application closes it. */
 	psock->file = get_file(csock->file);
@@ -264,6 +278,8 @@ int kcmux_attach(struct socket *sock, const struct kcm_attach *info)
 	list_add_tail(&psock->mux_node, &mux->psocks);
 	mux->nr_psocks++;
 	mux->stats.psock_attach++;
+	/* Fills the reserved slot: no allocation. */
+	xa_store_bh(&knet->psock_ids, psock->id, psock, GFP_ATOMIC);
 	kcmux_tx_psock_available(mux, psock);
 	spin_unlock_bh(&mux->lock);
 
@@ -271,12 +287,62 @@ int kcmux_attach(struct socket *sock, const struct kcm_attach *info)
 	kcmux_frame_read(psock);
 	release_sock(csk);
 
+	*psock_id = psock->id;
+	kcmux_netlink_psock_event(psock, KCMUX_CMD_PSOCK_ATTACHED);
 	sockfd_put(csock);
 	return 0;
 
-out_put_prog:
-	bpf_prog_put(prog);
+out_free_id:
+	xa_erase_bh(&knet->psock_ids, psock->id);
+out_put_parser:
+	kcmux_parser_release(&psock->parser);
+out_free:
+	kfree(psock);
 out_put_sock:
+	sockfd_put(csock);
+	return err;
+}
+
+/*
+ * The psock of mux with this id, or NULL if there is none or it is being
+ * released.  Valid while mux->lock stays held.
+ */
+struct kcmux_psock *kcmux_psock_lookup(struct kcmux_mux *mux, u32 id)
+{
+	struct kcmux_psock *psock;
+
+	lockdep_assert_held(&mux->lock);
+	rcu_read_lock();
+	psock = xa_load(&kcmux_net(mux->net)->psock_ids, id);
+	/* Another mux's psock may be freed under us: only compare its mux. */
+	if (psock && (psock->mux != mux || psock->released))
+		psock = NULL;
+	rcu_read_unlock();
+	return psock;
+}
+
+/* SIOCKCMPSOCKID: the id of TCP socket fd's psock in our mux. */
+int kcmux_psock_id_of(struct socket *sock, int fd, u32 *psock_id)
+{
+	struct kcmux_mux *mux = kcmux_sk(sock->sk)->mux;
+	struct kcmux_psock *psock;
+	struct socket *csock;
+	int err;
+
+	csock = sockfd_lookup(fd, &err);
+	if (!csock)
+		return err;
+
+	err = -ENOENT;
+	spin_lock_bh(&mux->lock);
+	list_for_each_entry(psock, &mux->psocks, mux_node) {
+		if (psock->sk == csock->sk && !psock->unattaching) {
+			*psock_id = psock->id;
+			err = 0;
+			break;
+		}
+	}
+	spin_unlock_bh(&mux->lock);
 	sockfd_put(csock);
 	return err;
 }
@@ -301,16 +367,21 @@ void kcmux_psock_release(struct kcmux_psock *psock)
 	cancel_delayed_work_sync(&psock->rx_work);
 	cancel_delayed_work_sync(&psock->rx_timer);
 
+	kcmux_netlink_psock_event(psock, KCMUX_CMD_PSOCK_UNATTACHED);
+
 	spin_lock_bh(&mux->lock);
 	list_del(&psock->tx_node);
 	list_del(&psock->mux_node);
 	mux->nr_psocks--;
 	kcmux_mux_retire_psock(mux, psock);
+	psock->released = true;
+	xa_erase_bh(&kcmux_net(mux->net)->psock_ids, psock->id);
 	spin_unlock_bh(&mux->lock);
 
-	bpf_prog_put(psock->prog);
+	kcmux_parser_release(&psock->parser);
 	fput(psock->file);
-	kfree(psock);
+	/* kcmux_psock_lookup() may still be looking at it. */
+	kfree_rcu(psock, rcu);
 }
 
 /*
@@ -326,6 +397,7 @@ static void kcmux_psock_begin_unattach(struct kcmux_psock *psock)
 	psock->tx_stopped = true;
 	list_del_init(&psock->tx_node);
 	mux->stats.psock_unattach++;
+	kcmux_tx_wake_waiters(mux, psock);
 }
 
 /*

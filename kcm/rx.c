@@ -15,6 +15,7 @@
 #include <net/sock.h>
 
 #include "kcmux.h"
+#include "kcmux_trace.h"
 
 static void kcmux_rfree(struct sk_buff *skb)
 {
@@ -151,6 +152,8 @@ void kcmux_rx_requeue_queue(struct kcmux_sock *kcm)
 			kfree_skb(skb);
 			continue;
 		}
+		trace_kcmux_requeue(kcm->mux, kcmux_msg_cb(skb)->psock_id,
+				    kcmux_msg_cb(skb)->len);
 		kcmux_rx_requeue_one(kcm->mux, skb);
 	}
 	if (partial)
@@ -271,6 +274,9 @@ int kcmux_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
 	err = skb_copy_datagram_msg(skb, cb->offset, msg, copied);
 	if (err)
 		goto out;
+	if (READ_ONCE(kcm->origin))
+		put_cmsg(msg, SOL_KCM, KCMUX_ORIGIN, sizeof(cb->psock_id),
+			 &cb->psock_id);
 	err = copied;
 
 	if (copied == cb->len) {

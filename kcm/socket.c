@@ -9,6 +9,9 @@
 #include <linux/net.h>
 #include <linux/poll.h>
 #include <linux/socket.h>
+#include <linux/sockios.h>
+#include <linux/termios.h>
+#include <linux/uaccess.h>
 #include <net/sock.h>
 
 #include "kcmux.h"
@@ -56,19 +59,87 @@ static int kcmux_release(struct socket *sock)
 	return 0;
 }
 
+/* SIOCKCMATTACH is SIOCKCMATTACH_EXT with a BPF program and no answer. */
+static int kcmux_ioctl_attach(struct socket *sock,
+			      struct kcm_attach __user *uinfo)
+{
+	struct kcmux_attach info = { .flags = KCMUX_ATTACH_BPF };
+	struct kcm_attach old;
+	u32 psock_id;
+
+	if (copy_from_user(&old, uinfo, sizeof(old)))
+		return -EFAULT;
+	info.fd = old.fd;
+	info.bpf_fd = old.bpf_fd;
+	return kcmux_attach(sock, &info, &psock_id);
+}
+
+/* The struct grows by size, the way clone3() and openat2() do. */
+static int kcmux_ioctl_attach_ext(struct socket *sock,
+				  struct kcmux_attach __user *uinfo)
+{
+	struct kcmux_attach info;
+	u32 size, psock_id;
+	int err;
+
+	if (get_user(size, &uinfo->size))
+		return -EFAULT;
+	if (size < KCMUX_ATTACH_SIZE_VER0)
+		return -EINVAL;
+	err = copy_struct_from_user(&info, sizeof(info), uinfo, size);
+	if (err)
+		return err;
+	if (info.reserved)
+		return -EINVAL;
+
+	err = kcmux_attach(sock, &info, &psock_id);
+	if (err)
+		return err;
+	/* Attached either way, like a clone whose fd could not be stored. */
+	return put_user(psock_id, &uinfo->psock_id);
+}
+
+static int kcmux_ioctl_psock_id(struct socket *sock,
+				struct kcmux_psock_id __user *uinfo)
+{
+	struct kcmux_psock_id info;
+	int err;
+
+	if (copy_from_user(&info, uinfo, sizeof(info)))
+		return -EFAULT;
+	err = kcmux_psock_id_of(sock, info.fd, &info.psock_id);
+	if (err)
+		return err;
+	return put_user(info.psock_id, &uinfo->psock_id);
+}
+
+/* SIOCINQ: what is left to read of the next message. */
+static int kcmux_ioctl_inq(struct sock *sk, int __user *uval)
+{
+	struct sk_buff *skb;
+	int len;
+
+	lock_sock(sk);
+	skb = skb_peek(&sk->sk_receive_queue);
+	len = skb ? kcmux_msg_cb(skb)->len : 0;
+	release_sock(sk);
+	return put_user(len, uval);
+}
+
 static int kcmux_ioctl(struct socket *sock, unsigned int cmd,
 		       unsigned long arg)
 {
 	void __user *uarg = (void __user *)arg;
 
 	switch (cmd) {
-	case SIOCKCMATTACH: {
-		struct kcm_attach info;
-
-		if (copy_from_user(&info, uarg, sizeof(info)))
-			return -EFAULT;
-		return kcmux_attach(sock, &info);
-	}
+	case SIOCKCMATTACH:
+		return kcmux_ioctl_attach(sock, uarg);
+	case SIOCKCMATTACH_EXT:
+		return kcmux_ioctl_attach_ext(sock, uarg);
+	case SIOCKCMPSOCKID:
+		return kcmux_ioctl_psock_id(sock, uarg);
+	case SIOCINQ:
+		return kcmux_ioctl_inq(sock->sk, uarg);
 	case SIOCKCMUNATTACH: {
 		struct kcm_unattach info;
 
@@ -99,6 +170,9 @@ static int kcmux_setsockopt(struct socket *sock, int level, int optname,
 	switch (optname) {
 	case KCM_RECV_DISABLE:
 		return kcmux_set_recv_disable(kcm, val != 0);
+	case KCMUX_ORIGIN:
+		WRITE_ONCE(kcm->origin, val != 0);
+		return 0;
 	default:
 		return -ENOPROTOOPT;
 	}
@@ -120,6 +194,9 @@ static int kcmux_getsockopt(struct socket *sock, int level, int optname,
 	switch (optname) {
 	case KCM_RECV_DISABLE:
 		val = READ_ONCE(kcm->rx_disabled);
+		break;
+	case KCMUX_ORIGIN:
+		val = READ_ONCE(kcm->origin);
 		break;
 	default:
 		return -ENOPROTOOPT;
@@ -208,6 +285,7 @@ static int kcmux_create(struct net *net, struct socket *sock, int protocol,
 	sk->sk_destruct = kcmux_sock_destruct;
 
 	kcm = kcmux_sk(sk);
+	kcm->ino = SOCK_INODE(sock)->i_ino;
 	kcmux_tx_sock_init(kcm);
 	kcmux_mux_add_sock(mux, kcm);
 	return 0;

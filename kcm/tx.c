@@ -13,10 +13,10 @@
 #include <net/sock.h>
 
 #include "kcmux.h"
+#include "kcmux_trace.h"
 
 #define KCMUX_TX_LINEAR_MAX	1024
 #define KCMUX_TX_CHUNK		(MAX_SKB_FRAGS * PAGE_SIZE)
-#define KCMUX_TX_MSG_MAX	(64 << 20)
 
 /*
  * Room for more: below sndbuf, or nothing queued that could drain.  The
@@ -111,6 +111,7 @@ static void kcmux_tx_link(struct kcmux_sock *kcm, struct sk_buff *skb)
 		cb->offset = 0;
 		cb->len = skb->len;
 		cb->sent = 0;
+		cb->psock_id = 0;
 		cb->tail = skb;
 		kcm->tx_partial = skb;
 		return;
@@ -155,7 +156,18 @@ static void kcmux_tx_unlink_after(struct kcmux_sock *kcm,
 	head->data_len -= removed;
 }
 
-/* Hands psock to a KCM socket waiting to transmit, or lists it free. */
+static void kcmux_tx_claim(struct kcmux_sock *kcm, struct kcmux_psock *psock)
+{
+	list_del_init(&psock->tx_node);
+	psock->tx_owner = kcm;
+	psock->stats.tx_reserved++;
+	kcm->tx_psock = psock;
+}
+
+/*
+ * Hands psock to the first KCM socket waiting for any psock or for this
+ * one, or lists it free.  mux->lock held.
+ */
 void kcmux_tx_psock_available(struct kcmux_mux *mux, struct kcmux_psock *psock)
 {
 	struct kcmux_sock *kcm;
@@ -164,42 +176,84 @@ void kcmux_tx_psock_available(struct kcmux_mux *mux, struct kcmux_psock *psock)
 	if (psock->tx_stopped)
 		return;
 
-	kcm = list_first_entry_or_null(&mux->tx_socks, struct kcmux_sock,
-				       tx_node);
-	if (!kcm) {
-		list_add_tail(&psock->tx_node, &mux->tx_psocks);
+	list_for_each_entry(kcm, &mux->tx_socks, tx_node) {
+		if (kcm->tx_want && kcm->tx_want != psock->id)
+			continue;
+		list_del_init(&kcm->tx_node);
+		kcm->tx_waiting = false;
+		kcmux_tx_claim(kcm, psock);
+		queue_work(kcmux_wq, &kcm->tx_work);
 		return;
 	}
-	list_del_init(&kcm->tx_node);
-	kcm->tx_waiting = false;
-	kcm->tx_psock = psock;
-	psock->tx_owner = kcm;
-	psock->stats.tx_reserved++;
-	queue_work(kcmux_wq, &kcm->tx_work);
+	list_add_tail(&psock->tx_node, &mux->tx_psocks);
 }
 
-/* Returns the psock kcm transmits on, reserving one if it can. */
-static struct kcmux_psock *kcmux_tx_reserve(struct kcmux_sock *kcm)
+/*
+ * psock will never carry a message again: sockets waiting for it in
+ * particular must come and drop their targeted message.  mux->lock held.
+ */
+void kcmux_tx_wake_waiters(struct kcmux_mux *mux, struct kcmux_psock *psock)
+{
+	struct kcmux_sock *kcm, *tmp;
+
+	lockdep_assert_held(&mux->lock);
+	list_for_each_entry_safe(kcm, tmp, &mux->tx_socks, tx_node) {
+		if (kcm->tx_want != psock->id)
+			continue;
+		list_del_init(&kcm->tx_node);
+		kcm->tx_waiting = false;
+		queue_work(kcmux_wq, &kcm->tx_work);
+	}
+}
+
+static void kcmux_tx_wait_for(struct kcmux_sock *kcm, u32 want)
+{
+	lockdep_assert_held(&kcm->mux->lock);
+	kcm->tx_want = want;
+	if (!kcm->tx_waiting) {
+		kcm->tx_waiting = true;
+		list_add_tail(&kcm->tx_node, &kcm->mux->tx_socks);
+	}
+}
+
+/*
+ * Returns the psock kcm transmits on, reserving one if it can: any psock,
+ * or the one with id want.  Sets *gone if that one can never carry the
+ * message.  The caller already gave back a reservation of the wrong psock.
+ */
+static struct kcmux_psock *kcmux_tx_reserve(struct kcmux_sock *kcm, u32 want,
+					    bool *gone)
 {
 	struct kcmux_mux *mux = kcm->mux;
 	struct kcmux_psock *psock;
 
+	*gone = false;
 	spin_lock_bh(&mux->lock);
 	psock = kcm->tx_psock;
 	if (psock)
 		goto out;
 
+	if (want) {
+		psock = kcmux_psock_lookup(mux, want);
+		if (!psock || psock->tx_stopped) {
+			*gone = true;
+			psock = NULL;
+		} else if (!list_empty(&psock->tx_node)) {
+			/* On tx_psocks: nobody transmits on it. */
+			kcmux_tx_claim(kcm, psock);
+		} else {
+			psock = NULL;
+			kcmux_tx_wait_for(kcm, want);
+		}
+		goto out;
+	}
+
 	psock = list_first_entry_or_null(&mux->tx_psocks, struct kcmux_psock,
 					 tx_node);
-	if (psock) {
-		list_del_init(&psock->tx_node);
-		psock->tx_owner = kcm;
-		psock->stats.tx_reserved++;
-		kcm->tx_psock = psock;
-	} else if (!kcm->tx_waiting) {
-		kcm->tx_waiting = true;
-		list_add_tail(&kcm->tx_node, &mux->tx_socks);
-	}
+	if (psock)
+		kcmux_tx_claim(kcm, psock);
+	else
+		kcmux_tx_wait_for(kcm, 0);
 out:
 	spin_unlock_bh(&mux->lock);
 	return psock;
@@ -275,16 +329,47 @@ static void kcmux_tx_abort_psock(struct kcmux_sock *kcm,
 	kcmux_tx_unreserve(kcm);
 }
 
+/* Is the psock we hold the wrong one for a message targeted at want? */
+static bool kcmux_tx_holds_other(struct kcmux_sock *kcm, u32 want)
+{
+	bool other;
+
+	spin_lock_bh(&kcm->mux->lock);
+	other = want && kcm->tx_psock && kcm->tx_psock->id != want;
+	spin_unlock_bh(&kcm->mux->lock);
+	return other;
+}
+
+/* A targeted message whose psock is gone: never sent anywhere else. */
+static void kcmux_tx_drop_targeted(struct kcmux_sock *kcm, struct sk_buff *skb)
+{
+	__skb_unlink(skb, &kcm->sk.sk_write_queue);
+	kfree_skb(skb);
+	spin_lock_bh(&kcm->mux->lock);
+	kcm->mux->stats.tx_target_drops++;
+	spin_unlock_bh(&kcm->mux->lock);
+}
+
 /* Transmits queued messages as far as TCP lets us.  KCM socket locked. */
 static void kcmux_tx_push(struct kcmux_sock *kcm)
 {
 	struct sock *sk = &kcm->sk;
 	struct kcmux_psock *psock;
 	struct sk_buff *skb;
+	bool gone;
+	u32 want;
 	int err;
 
 	while ((skb = skb_peek(&sk->sk_write_queue))) {
-		psock = kcmux_tx_reserve(kcm);
+		want = kcmux_msg_cb(skb)->psock_id;
+		/* Nothing of skb is out yet: sent messages leave the queue. */
+		if (kcmux_tx_holds_other(kcm, want))
+			kcmux_tx_unreserve(kcm);
+		psock = kcmux_tx_reserve(kcm, want, &gone);
+		if (gone) {
+			kcmux_tx_drop_targeted(kcm, skb);
+			continue;
+		}
 		if (!psock)
 			return;
 
@@ -298,6 +383,7 @@ static void kcmux_tx_push(struct kcmux_sock *kcm)
 
 		psock->stats.tx_msgs++;
 		psock->stats.tx_bytes += kcmux_msg_cb(skb)->len;
+		trace_kcmux_msg_tx(psock, kcmux_msg_cb(skb)->len);
 		__skb_unlink(skb, &sk->sk_write_queue);
 		kfree_skb(skb);
 		if (READ_ONCE(psock->unattaching) || READ_ONCE(psock->tx_stopped))
@@ -327,6 +413,59 @@ void kcmux_tx_wake_owner(struct kcmux_psock *psock)
 	spin_unlock_bh(&mux->lock);
 }
 
+/*
+ * Finds a KCMUX_ORIGIN control message: returns 1 and the psock id it
+ * names, 0 if there is none, or -EINVAL.
+ */
+static int kcmux_tx_parse_target(struct msghdr *msg, u32 *psock_id)
+{
+	struct cmsghdr *cmsg;
+	int found = 0;
+
+	*psock_id = 0;
+	if (!msg->msg_controllen)
+		return 0;
+	for_each_cmsghdr(cmsg, msg) {
+		if (!CMSG_OK(msg, cmsg))
+			return -EINVAL;
+		if (cmsg->cmsg_level != SOL_KCM)
+			continue;
+		if (cmsg->cmsg_type != KCMUX_ORIGIN ||
+		    cmsg->cmsg_len != CMSG_LEN(sizeof(u32)))
+			return -EINVAL;
+		memcpy(psock_id, CMSG_DATA(cmsg), sizeof(u32));
+		found = 1;
+	}
+	return found;
+}
+
+/*
+ * May a message be sent to psock_id?  The answer can change before it is
+ * sent; kcmux_tx_push() drops it then.  KCM socket locked.
+ */
+static int kcmux_tx_check_target(struct kcmux_sock *kcm, u32 psock_id)
+{
+	struct kcmux_mux *mux = kcm->mux;
+	struct kcmux_psock *psock;
+	int err = 0;
+
+	if (kcm->tx_partial) {
+		u32 already = kcmux_msg_cb(kcm->tx_partial)->psock_id;
+
+		if (already && already != psock_id)
+			return -EINVAL;
+	}
+
+	spin_lock_bh(&mux->lock);
+	psock = kcmux_psock_lookup(mux, psock_id);
+	if (!psock || psock->unattaching)
+		err = -ENOENT;
+	else if (psock->tx_stopped)
+		err = -EPIPE;
+	spin_unlock_bh(&mux->lock);
+	return err;
+}
+
 int kcmux_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 {
 	struct sock *sk = sock->sk;
@@ -337,10 +476,15 @@ int kcmux_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	struct sk_buff *old_tail = NULL;
 	size_t copied = 0;
 	u32 old_len = 0;
+	int targeted;
+	u32 target;
 	int err = 0;
 
 	if (msg->msg_flags & MSG_OOB)
 		return -EOPNOTSUPP;
+	targeted = kcmux_tx_parse_target(msg, &target);
+	if (targeted < 0)
+		return targeted;
 
 	mutex_lock(&kcm->tx_mutex);
 	lock_sock(sk);
@@ -348,12 +492,18 @@ int kcmux_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		err = sock_error(sk) ? : -EPIPE;
 		goto out_err;
 	}
+	if (targeted) {
+		/* Not a stream error: no SIGPIPE, the KCM socket is fine. */
+		err = kcmux_tx_check_target(kcm, target);
+		if (err)
+			goto out_unlock;
+	}
 	if (kcm->tx_partial) {
 		old_tail = kcmux_msg_cb(kcm->tx_partial)->tail;
 		old_len = kcmux_msg_cb(kcm->tx_partial)->len;
 	}
 	/* Bounds the memory one socket can pin while a message is built. */
-	if ((u64)old_len + len > KCMUX_TX_MSG_MAX) {
+	if ((u64)old_len + len > KCMUX_MSG_MAX) {
 		err = -EMSGSIZE;
 		goto out_err;
 	}
@@ -379,6 +529,8 @@ int kcmux_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		copied += size;
 	}
 
+	if (targeted && kcm->tx_partial)
+		kcmux_msg_cb(kcm->tx_partial)->psock_id = target;
 	if (eor && kcm->tx_partial) {
 		__skb_queue_tail(&sk->sk_write_queue, kcm->tx_partial);
 		kcm->tx_partial = NULL;
@@ -398,6 +550,7 @@ out_rollback:
 	kcmux_tx_unlink_after(kcm, old_tail, old_len);
 out_err:
 	err = sk_stream_error(sk, msg->msg_flags, err);
+out_unlock:
 	release_sock(sk);
 	mutex_unlock(&kcm->tx_mutex);
 	return err;

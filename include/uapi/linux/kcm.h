@@ -166,6 +166,7 @@ enum kcmux_genl_cmd {
 	KCMUX_CMD_PSOCK_ERROR,		/* event (psock attributes + ERROR) */
 	__KCMUX_CMD_MAX,
 };
+
 #define KCMUX_CMD_MAX (__KCMUX_CMD_MAX - 1)
 
 enum kcmux_genl_attr {
@@ -193,6 +194,7 @@ enum kcmux_genl_attr {
 	KCMUX_A_STATS,		/* nest of KCMUX_STAT_* (u64 each) */
 	__KCMUX_A_MAX,
 };
+
 #define KCMUX_A_MAX (__KCMUX_A_MAX - 1)
 
 #define KCMUX_SOCK_F_RECV_DISABLED	0x1
@@ -236,6 +238,7 @@ enum kcmux_stat_attr {
 	KCMUX_STAT_RX_TIMEOUTS,		/* psock */
 	__KCMUX_STAT_MAX,
 };
+
 #define KCMUX_STAT_MAX (__KCMUX_STAT_MAX - 1)
 
 #endif /* _UAPI_LINUX_KCMUX_KCM_H */
