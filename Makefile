@@ -8,6 +8,12 @@
 #   make check           everything above, then all selftests in QEMU
 #   make check-debug     all selftests on a KASAN+lockdep+kmemleak kernel
 #   make demo            boot a VM, load kcmux, show it working
+#   make install         module, kcmctl, parsers, header, man pages (DESTDIR, PREFIX)
+#   make uninstall       remove what make install put (same variables)
+#   make dkms-install    register with DKMS (DKMS_KERNELS); make dkms-uninstall
+#   make dkms-check      DKMS build+install for every kernel, in private trees
+#   make install-check   make install DESTDIR=tmp, then autoload it in a VM
+#   make man             render the man pages into build/man
 #   make clean
 
 SHELL		:= /bin/bash
@@ -97,3 +103,6 @@ clean:
 	-$(MAKE) -C selftests clean
 	-$(MAKE) -C examples clean
 	rm -f *.o *.ko *.mod *.mod.c modules.order Module.symvers .*.cmd kcm/*.o kcm/.*.cmd
+
+# install, uninstall, dkms-*, install-check, man (last: adds no default goal)
+include $(TOP)/scripts/Makefile.install
