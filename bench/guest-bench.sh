@@ -1,0 +1,220 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# guest-bench.sh - the guest side of bench/run.sh (busybox sh, in a VM
+# booted without any AF_KCM module).
+#
+#   guest-bench.sh [--quick] [--rounds N] [--secs S] [--warmup S] [DIR]
+#
+# DIR (default /bench) holds kcm_bench, kcmux.ko and the kernel's own
+# kcm.ko.  Every workload is measured on every variant back to back, the
+# modules swapped with rmmod/insmod between them, and the whole list is
+# repeated N rounds with the order of the variants rotated, so that slow
+# drift of the host (TCG shares it with others) falls on all variants
+# alike.  Output, one line per measurement, for bench/report.py:
+#
+#   R <round> <workload> <variant> <json from kcm_bench>
+#
+# Variants:
+#   kcmux     kcmux.ko, BPF length parser
+#   framing   kcmux.ko, built-in length framing (SIOCKCMATTACH_EXT), if
+#             the module has it
+#   intree    the kernel's kcm.ko, BPF parser returning the fixed size:
+#             in-tree runs the program with the message at an offset the
+#             program cannot see, so a length parser misframes as soon as
+#             two messages share a TCP segment (shown once per run as the
+#             variant intree-len, which is expected to fail)
+#   user      user-space framing over plain TCP
+#   raw       plain TCP bytes, no framing: the bound
+
+set -u
+
+dir=/bench
+rounds=3
+secs=1.5
+warmup=0.5
+quick=0
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--quick)  quick=1 ;;
+	--rounds) rounds=$2; shift ;;
+	--secs)   secs=$2; shift ;;
+	--warmup) warmup=$2; shift ;;
+	-*)       echo "guest-bench: unknown option $1" >&2; exit 2 ;;
+	*)        dir=$1 ;;
+	esac
+	shift
+done
+
+bench=$dir/kcm_bench
+loaded=none
+
+say() {
+	echo "# $*"
+}
+
+# Unload whatever AF_KCM module is loaded.  Sockets of a finished run may
+# still be on their way out (network namespaces are dismantled by a
+# kernel worker), hence the retries.
+unload() {
+	local i=0
+
+	[ "$loaded" = none ] && return 0
+	while ! rmmod "$loaded" 2>/dev/null; do
+		i=$((i + 1))
+		if [ $i -ge 100 ]; then
+			say "rmmod $loaded keeps failing"
+			return 1
+		fi
+		sleep 0.1
+	done
+	loaded=none
+}
+
+# use MODULE: make MODULE (kcmux or kcm) the loaded AF_KCM module.
+use() {
+	[ "$loaded" = "$1" ] && return 0
+	unload || return 1
+	insmod "$dir/$1.ko" || return 1
+	loaded=$1
+}
+
+# measure ROUND WORKLOAD VARIANT KCM_BENCH_ARGS...
+measure() {
+	local round=$1 wl=$2 var=$3 out rc
+	shift 3
+
+	case $var in
+	kcmux|framing) use kcmux ;;
+	intree|intree-len) use kcm ;;
+	*) true ;;
+	esac || {
+		echo "R $round $wl $var {\"ok\":false,\"error\":\"cannot load the module\"}"
+		return
+	}
+	timeout -s KILL 120 "$bench" "$@" --label "$var" >/tmp/result 2>&1 </dev/null
+	rc=$?
+	out=$(tail -n 1 /tmp/result)
+	case $out in
+	"{"*) echo "R $round $wl $var $out" ;;
+	*)    echo "R $round $wl $var {\"ok\":false,\"error\":\"no result (killed?) rc=$rc\"}" ;;
+	esac
+}
+
+# args_of VARIANT: the kcm_bench options that select it.
+args_of() {
+	case $1 in
+	kcmux)      echo "--impl kcm --parser len --expect kcmux" ;;
+	framing)    echo "--impl framing --expect kcmux" ;;
+	intree)     echo "--impl kcm --parser fixed --expect kcm" ;;
+	intree-len) echo "--impl kcm --parser len --expect kcm" ;;
+	user)       echo "--impl user" ;;
+	raw)        echo "--impl raw" ;;
+	esac
+}
+
+# rotate N WORDS...: the words, starting with the (N mod count)th.
+rotate() {
+	local n=$1 i=0 count head="" tail=""
+	shift
+	count=$#
+	n=$((n % count))
+	for w in "$@"; do
+		if [ $i -lt $n ]; then
+			tail="$tail $w"
+		else
+			head="$head $w"
+		fi
+		i=$((i + 1))
+	done
+	echo $head $tail
+}
+
+# The workloads: ID, variants, options.  RX/TX, 1 psock x 1 KCM socket
+# and 4 psocks x 2 KCM sockets on 2 threads, psock scaling, recvmmsg,
+# the raw TCP bound and memory per queued message.
+workloads() {
+	local sizes="16 64 512 4096 65536 1048576"
+	local mxn="64 4096 65536"
+	local s scale
+
+	if [ $quick = 1 ]; then
+		sizes="64 65536"
+		mxn="64"
+	fi
+	echo "raw-stream|raw|run --dir rx --size 65536"
+	for s in $sizes; do
+		echo "rx-1x1-$s|kcmux framing intree user|run --dir rx --size $s"
+		echo "tx-1x1-$s|kcmux intree user|run --dir tx --size $s"
+	done
+	for s in $mxn; do
+		echo "rx-4x2-$s|kcmux framing intree user|run --dir rx --size $s --psocks 4 --socks 2"
+		[ $quick = 1 ] ||
+			echo "tx-4x2-$s|kcmux intree user|run --dir tx --size $s --psocks 4 --socks 2"
+	done
+	# The same buffers and chunks for every count of the series.
+	scale="--bufsize 131072 --chunk 4096"
+	if [ $quick = 1 ]; then
+		echo "rx-psocks-100|kcmux intree user|run --dir rx --size 64 --psocks 100 $scale"
+		echo "rx-mmsg-64|kcmux intree|run --dir rx --size 64 --recvmmsg"
+	else
+		for s in 1 10 100 1000; do
+			echo "rx-psocks-$s|kcmux intree user|run --dir rx --size 64 --psocks $s $scale"
+		done
+		for s in 16 64 512; do
+			echo "rx-mmsg-$s|kcmux framing intree|run --dir rx --size $s --recvmmsg"
+		done
+	fi
+	echo "mem-64|kcmux framing intree user|mem"
+}
+
+# --- main ------------------------------------------------------------------
+
+say "kernel $(uname -r), $(nproc) CPUs, $(grep MemTotal /proc/meminfo)"
+say "rounds $rounds, measure $secs s after $warmup s warm-up, quick $quick"
+# 1000 connections with full queues must not push TCP into memory
+# pressure, which would measure the pressure instead of the module.
+echo "2000000 3000000 4000000" >/proc/sys/net/ipv4/tcp_mem
+
+use kcmux || { say "insmod kcmux.ko failed"; exit 1; }
+probe=$("$bench" probe)
+say "probe: $probe"
+case $probe in
+*'"framing":true'*) framing=1 ;;
+*) framing=0 ;;
+esac
+if [ -r /sys/module/kcmux/srcversion ]; then
+	say "kcmux srcversion $(cat /sys/module/kcmux/srcversion)"
+fi
+
+# A file, not a pipe: the loop must run in this shell, which tracks
+# the loaded module.
+workloads >/tmp/workloads
+start=$(date +%s)
+round=1
+while [ $round -le "$rounds" ]; do
+	say "round $round"
+	idx=0
+	while IFS='|' read -r wl vars opts; do
+		[ $framing = 1 ] || vars=$(echo $vars | sed 's/framing//')
+		for var in $(rotate $((round + idx)) $vars); do
+			case $opts in
+			mem) measure $round "$wl" "$var" mem $(args_of "$var") ;;
+			*)   measure $round "$wl" "$var" $opts $(args_of "$var") \
+					--secs "$secs" --warmup "$warmup" ;;
+			esac
+		done
+		idx=$((idx + 1))
+	done </tmp/workloads
+	round=$((round + 1))
+done
+
+# Why the in-tree variant uses a fixed-size parser: the length parser
+# misframes on the in-tree module once messages share TCP segments.
+if [ $quick = 0 ]; then
+	measure 1 rx-1x1-64 intree-len run --dir rx --size 64 --secs 1 \
+		--warmup 0.2 --drain 3 $(args_of intree-len)
+fi
+unload
+say "done in $(( $(date +%s) - start )) s"

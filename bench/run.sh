@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# run.sh - the kcmux benchmark (what `make bench` runs).
+#
+#   bench/run.sh [--kernel REL|6.1|6.12] [--quick] [--rounds N]
+#                [--secs S] [--warmup S] [--no-build] [--out DIR]
+#
+# One VM boot per run: the guest measures kcmux.ko, the kernel's own
+# kcm.ko, user-space framing over TCP and raw TCP on the same kernel, one
+# workload at a time with every variant back to back, the whole list
+# repeated --rounds times (default 3; --quick: 1 round, a few workloads).
+# Default kernel: the newest supported 6.12.
+#
+# Results in build/bench/ (DIR):
+#   REL-DATE.raw   the guest's lines, one per measurement
+#   REL-DATE.json  every measurement, medians, spreads, ratios, targets
+#   REL-DATE.md    the same as Markdown tables
+#   REL-DATE.svg   ratios kcmux/in-tree and kcmux/raw TCP per workload
+#   REL-DATE.log   the guest kernel's log
+# and REL-latest.{json,md,svg} pointing at the newest.
+#
+# TCG (software emulation) distorts absolute numbers; the ratios between
+# variants measured in the same boot are what count.
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+PROG=${0##*/}
+
+cmdline="bench/run.sh $*"
+kernel=
+quick=0
+rounds=
+secs=
+warmup=
+build=1
+out=$ROOT/build/bench
+
+die() {
+	echo "$PROG: $*" >&2
+	exit 1
+}
+
+usage() {
+	sed -n '4,7s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	exit 2
+}
+
+while (($#)); do
+	case $1 in
+	--kernel)   kernel=${2:?}; shift ;;
+	--quick)    quick=1 ;;
+	--rounds)   rounds=${2:?}; shift ;;
+	--secs)     secs=${2:?}; shift ;;
+	--warmup)   warmup=${2:?}; shift ;;
+	--no-build) build=0 ;;
+	--out)      out=${2:?}; shift ;;
+	-h|--help)  usage ;;
+	*)          echo "$PROG: unknown argument: $1" >&2; usage ;;
+	esac
+	shift
+done
+
+# --kernel 6.1 / 6.12 pick the supported release of that series.
+resolve_kernel() {
+	local rel
+
+	case $kernel in
+	"")
+		"$ROOT/scripts/kernels.sh" newest612 ;;
+	6.1|6.12)
+		rel=$("$ROOT/scripts/kernels.sh" list | grep "^$kernel\." | tail -n 1)
+		[[ -n $rel ]] || die "no supported $kernel kernel"
+		echo "$rel" ;;
+	*)
+		echo "$kernel" ;;
+	esac
+}
+
+"$ROOT/scripts/deps.sh" vm tests bench
+command -v python3 >/dev/null || die "python3 is needed for the report"
+rel=$(resolve_kernel)
+kdir=$("$ROOT/scripts/kernels.sh" image "$rel")
+[[ -f $kdir/kcm.ko ]] || die "no in-tree kcm.ko in $kdir"
+# The in-tree module must load on its own in the guest: it has no
+# dependencies on the supported kernels (CONFIG_STREAM_PARSER=y).
+deps=$(modinfo -F depends "$kdir/kcm.ko" 2>/dev/null || true)
+[[ -z $deps ]] || die "kcm.ko of $rel depends on '$deps': guest-bench.sh loads kcm.ko alone"
+
+if ((build)); then
+	make -C "$ROOT" --no-print-directory "build/$rel/kcmux.ko"
+	make -C "$HERE" --no-print-directory
+fi
+module=$ROOT/build/$rel/kcmux.ko
+[[ -f $module ]] || die "$module missing (make modules-all)"
+[[ -x $HERE/out/kcm_bench ]] || die "bench/out/kcm_bench missing (make -C bench)"
+
+mkdir -p "$out"
+stamp=$(date -u +%Y%m%d-%H%M%S)
+base=$out/$rel-$stamp
+stage=$(mktemp -d "${TMPDIR:-/tmp}/kcmux-bench.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+cp "$HERE/out/kcm_bench" "$HERE/guest-bench.sh" "$stage/"
+cp "$module" "$stage/kcmux.ko"
+cp "$kdir/kcm.ko" "$stage/kcm.ko"
+
+gargs=()
+((quick)) && gargs+=(--quick)
+if [[ -n $rounds ]]; then
+	gargs+=(--rounds "$rounds")
+elif ((quick)); then
+	gargs+=(--rounds 1)
+fi
+[[ -z $secs ]] || gargs+=(--secs "$secs")
+[[ -z $warmup ]] || gargs+=(--warmup "$warmup")
+
+echo "$PROG: $rel, results in $base.*" >&2
+t0=$(date +%s)
+rc=0
+"$ROOT/selftests/vm/vm-run" --kernel "$rel" --cpus 2 --mem 2048 \
+	--timeout 3000 --add "$stage:/bench" --log "$base.log" \
+	-- sh /bench/guest-bench.sh "${gargs[@]}" /bench | tee "$base.raw" || rc=$?
+echo "$PROG: VM finished in $(( $(date +%s) - t0 )) s, status $rc" >&2
+((rc == 0)) || die "the VM run failed (status $rc); see $base.log"
+
+python3 "$HERE/report.py" --raw "$base.raw" --kernel "$rel" \
+	--date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --command "${cmdline% }" \
+	--commit "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
+	--out "$base"
+if command -v gnuplot >/dev/null; then
+	gnuplot -e "datafile='$base.dat'; outfile='$base.svg'; title='kcmux on $rel ($stamp)'" \
+		"$HERE/ratios.gp"
+else
+	echo "$PROG: gnuplot missing (scripts/deps.sh bench): no plot" >&2
+fi
+for ext in json md svg; do
+	[[ -f $base.$ext ]] && ln -sfn "${base##*/}.$ext" "$out/$rel-latest.$ext"
+done
+cat "$base.md"
