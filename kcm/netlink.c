@@ -257,7 +257,7 @@ static int kcmux_nl_dump_mux_objects(struct sk_buff *skb,
 /*
  * cb->args[0]: id of the mux being dumped (0: none yet); muxes are listed
  * newest first, so ids decrease along the list.  cb->args[1]: the next
- * object index within that mux.
+ * object index within that mux.  cb->args[2]: set once all was sent.
  */
 static int kcmux_nl_dump(struct sk_buff *skb, struct netlink_callback *cb,
 			 u8 cmd)
@@ -268,6 +268,8 @@ static int kcmux_nl_dump(struct sk_buff *skb, struct netlink_callback *cb,
 	struct kcmux_mux *mux;
 	int err = 0;
 
+	if (cb->args[2])
+		return 0;
 	mutex_lock(&knet->lock);
 	list_for_each_entry(mux, &knet->mux_list, net_node) {
 		if (resume_id && mux->id > resume_id)
@@ -282,11 +284,8 @@ static int kcmux_nl_dump(struct sk_buff *skb, struct netlink_callback *cb,
 		if (err)
 			break;
 	}
-	if (!err) {
-		/* Done: a later call finds no mux below id 0... */
-		cb->args[0] = 0;
-		cb->args[1] = 0;
-	}
+	if (!err)
+		cb->args[2] = 1;
 	mutex_unlock(&knet->lock);
 
 	/* A full skb ends this part; an empty one means no progress. */
