@@ -7,10 +7,13 @@
  * "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (section 3.4), which is not a frame:
  * it is returned as a message of its own.  Read as a frame header it
  * would claim a payload of 0x505249 bytes, so it is recognised by its
- * bytes instead: while the bytes at hand are a prefix of the preface the
- * parser waits for all 24 of them; a frame that merely begins like it
- * differs by the 24th byte at the latest, and is then framed as usual
- * (its length is far beyond 24, so waiting cost nothing).
+ * bytes instead.  With 9 to 23 bytes at hand that begin like the preface
+ * the parser waits for all 24; a frame that merely begins like it is
+ * framed as usual once they are there (its length is far beyond 24, so
+ * waiting cost nothing).
+ *
+ * Only fixed-size loads: older verifiers (6.1) reject a load whose size
+ * is a register, however it is bounded.
  */
 #include "kcmux_parser.bpf.h"
 
@@ -26,31 +29,30 @@ static const char h2_preface[H2_PREFACE_LEN] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n
 SEC("socket")
 int kcmux_http2(struct __sk_buff *skb)
 {
-	__u8 head[H2_PREFACE_LEN] = {};
-	__u32 have = skb->len, i;
+	__u8 head[H2_PREFACE_LEN];
+	__u32 size = H2_PREFACE_LEN, i;
 	bool preface = true;
 	int err;
 
-	if (!have)
+	if (skb->len < H2_FRAME_HEADER_LEN)
 		return 0;
-	if (have > H2_PREFACE_LEN)
-		have = H2_PREFACE_LEN;
-	err = kcmux_load(skb, 0, head, have);
+	if (skb->len < H2_PREFACE_LEN)
+		size = H2_FRAME_HEADER_LEN;
+	err = size == H2_PREFACE_LEN ?
+	      kcmux_load(skb, 0, head, H2_PREFACE_LEN) :
+	      kcmux_load(skb, 0, head, H2_FRAME_HEADER_LEN);
 	if (err)
 		return err;
 
 #pragma unroll
 	for (i = 0; i < H2_PREFACE_LEN; i++) {
-		if (i < have && head[i] != (__u8)h2_preface[i])
+		if (i < size && head[i] != (__u8)h2_preface[i])
 			preface = false;
 	}
 	if (preface)
-		return have == H2_PREFACE_LEN ?
+		return size == H2_PREFACE_LEN ?
 		       kcmux_msg_len(H2_PREFACE_LEN, H2_PREFACE_LEN,
 				     kcmux_cfg_max_size) : 0;
-
-	if (have < H2_FRAME_HEADER_LEN)
-		return 0;
 	return kcmux_msg_len(H2_FRAME_HEADER_LEN + kcmux_be24(head),
 			     H2_FRAME_HEADER_LEN, kcmux_cfg_max_size);
 }

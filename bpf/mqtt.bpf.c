@@ -25,29 +25,32 @@
 const volatile __u32 kcmux_cfg_max_size = 1 + MQTT_LEN_BYTES_MAX + 268435455;
 const volatile __u32 kcmux_cfg_strict_length = 1;
 
+/*
+ * One byte at a time: older verifiers (6.1) reject a load whose size is a
+ * register, and at most five loads are needed.
+ */
 SEC("socket")
 int kcmux_mqtt(struct __sk_buff *skb)
 {
-	__u8 hdr[1 + MQTT_LEN_BYTES_MAX] = {};
-	__u32 have = skb->len, remaining = 0, i;
+	__u32 remaining = 0, i;
+	__u8 b;
 	int err;
 
-	if (!have)
+	if (!skb->len)
 		return 0;
-	if (have > sizeof(hdr))
-		have = sizeof(hdr);
-	err = kcmux_load(skb, 0, hdr, have);
+	err = kcmux_load(skb, 0, &b, 1);
 	if (err)
 		return err;
-	if (!(hdr[0] >> 4))
+	if (!(b >> 4))
 		return -EPROTO;
 
 #pragma unroll
 	for (i = 0; i < MQTT_LEN_BYTES_MAX; i++) {
-		__u8 b = hdr[1 + i];
-
-		if (1 + i >= have)
+		if (skb->len < 2 + i)
 			return 0;
+		err = kcmux_load(skb, 1 + i, &b, 1);
+		if (err)
+			return err;
 		remaining |= (__u32)(b & ~MQTT_CONTINUE) << (7 * i);
 		if (b & MQTT_CONTINUE)
 			continue;

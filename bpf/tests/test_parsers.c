@@ -376,7 +376,7 @@ static void test_list(void)
 /* How many bytes of a message a parser needs to find its length. */
 enum need_kind {
 	NEED_FIXED,	/* .arg bytes */
-	NEED_HTTP2,	/* 24 for the preface, else 9 (see http2.bpf.c) */
+	NEED_HTTP2,	/* 9, or 24 if it begins like the preface */
 	NEED_MQTT,	/* 1 + the bytes of the Remaining Length */
 	NEED_POSTGRES,	/* 4 without a type byte, else 5 */
 };
@@ -428,9 +428,10 @@ static unsigned int need_of(const struct walk *w, const uint8_t *msg,
 	case NEED_FIXED:
 		return w->arg;
 	case NEED_HTTP2:
-		for (i = 0; i < 24 && i < len; i++)
+		/* A frame header that begins like the preface waits for 24. */
+		for (i = 0; i < 9 && i < len; i++)
 			if (msg[i] != (uint8_t)h2_preface[i])
-				return i + 1 > 9 ? i + 1 : 9;
+				return 9;
 		return 24;
 	case NEED_MQTT:
 		for (i = 1; i < 5 && i < len; i++)
