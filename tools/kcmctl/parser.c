@@ -513,7 +513,8 @@ static int parser_load(struct kcmctl *k, struct kc_args *a)
 		goto out;
 	err = bpf_program__pin(po.prog, path);
 	if (err) {
-		err = kc_err(err, "pin parser %s at %s", po.label, path);
+		err = parser_bpf_err(err, "pin parser %s at %s", po.label,
+				     path);
 		goto out;
 	}
 	err = parser_read_loaded(fd, &lp);

@@ -273,7 +273,47 @@ static struct bpf_map *parser_find_rodata(struct bpf_object *obj)
 	return NULL;
 }
 
-/* Records why opening failed; returns -err. */
+/*
+ * libbpf has error codes of its own (LIBBPF_ERRNO__*, from 4000): the
+ * errno that fits, with libbpf's explanation appended to msg.
+ */
+static int parser_std_errno(int err, char *msg, size_t size)
+{
+	char detail[128];
+	size_t len = strlen(msg);
+
+	if (err < 0)
+		err = -err;
+	if (err < __LIBBPF_ERRNO__START || err >= __LIBBPF_ERRNO__END)
+		return err;
+	libbpf_strerror(err, detail, sizeof(detail));
+	if (len < size)
+		snprintf(msg + len, size - len, " (libbpf: %s)", detail);
+	switch (err) {
+	case LIBBPF_ERRNO__LIBELF:
+	case LIBBPF_ERRNO__FORMAT:
+	case LIBBPF_ERRNO__KVERSION:
+	case LIBBPF_ERRNO__ENDIAN:
+	case LIBBPF_ERRNO__RELOC:
+		return ENOEXEC;
+	default:
+		return EINVAL;
+	}
+}
+
+int parser_bpf_err(int err, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	err = parser_std_errno(err, msg, sizeof(msg));
+	return kc_err(err, "%s", msg);
+}
+
+/* Records why opening failed; returns -errno. */
 static int parser_fail(struct parser_obj *po, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -284,7 +324,7 @@ static int parser_fail(struct parser_obj *po, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(po->why, sizeof(po->why), fmt, ap);
 	va_end(ap);
-	return -(err < 0 ? -err : err);
+	return -parser_std_errno(err, po->why, sizeof(po->why));
 }
 
 static int parser_obj_keys(struct parser_obj *po)
@@ -456,13 +496,14 @@ int parser_obj_load(const struct kcmctl *k, struct parser_obj *po)
 		err = bpf_map__set_initial_value(po->rodata, po->rodata_buf,
 						 po->rodata_size);
 		if (err)
-			return kc_err(err, "parser %s: set configuration",
-				      po->label);
+			return parser_bpf_err(err, "parser %s: set configuration",
+					      po->label);
 	}
 	err = bpf_object__load(po->obj);
 	if (err)
-		return kc_err(err, "load parser %s%s", po->label,
-			      k->debug ? "" : " (-d shows the verifier log)");
+		return parser_bpf_err(err, "load parser %s%s", po->label,
+				      k->debug ? "" :
+				      " (-d shows the verifier log)");
 	return 0;
 }
 

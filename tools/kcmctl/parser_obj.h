@@ -115,6 +115,10 @@ int parser_keys_from_btf(const struct btf *btf, int datasec_id,
 			 const void *data, size_t size,
 			 struct parser_keys *keys);
 
+/* kc_err() for an error libbpf returned (it has codes of its own). */
+int parser_bpf_err(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /* Is fd a BPF program of type socket filter?  Reported if not. */
 int parser_check_prog_fd(int fd, const char *path);
 
