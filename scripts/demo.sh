@@ -127,6 +127,10 @@ run "kcm-demo $*"
 if [ "$mod" = kcmux ]; then
 	section "5. Pipelined, SOCK_DGRAM, 4 KCM sockets (kcmux only)"
 	run "kcm-demo -d -m 4 -w 16 -c 1000"
+
+	section "6. kcmux extensions: replies on the client's own connection, framing without BPF"
+	run "kcm-echo-origin -n 8 -c 300"
+	run "kcm-framing-demo"
 fi
 
 section "Summary"
@@ -149,6 +153,8 @@ rc=0
 "$ROOT/selftests/vm/vm-run" --kernel "$rel" "${module[@]}" --timeout 240 \
 	--log "$log" \
 	--add "$ROOT/examples/out/kcm-demo:/bin/kcm-demo" \
+	--add "$ROOT/examples/out/kcm-echo-origin:/bin/kcm-echo-origin" \
+	--add "$ROOT/examples/out/kcm-framing-demo:/bin/kcm-framing-demo" \
 	--add "$work/guest.sh:/demo/guest.sh" \
 	-- sh /demo/guest.sh "$modname" "${demo_args[@]}" || rc=$?
 elapsed=$((SECONDS - start))
