@@ -27,7 +27,7 @@
 /* Length and code: the shortest untyped message. */
 #define PG_UNTYPED_MIN		8
 
-/* The server allocates no message above 1 GiB - 1 (its MaxAllocSize). */
+/* The server takes no message of 1 GiB or more (MaxAllocSize). */
 const volatile __u32 kcmux_cfg_max_size = 1073741824;
 const volatile __u32 kcmux_cfg_max_startup = 10000;
 

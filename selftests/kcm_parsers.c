@@ -266,6 +266,9 @@ static void kp_mux_open(struct __test_metadata *_metadata, struct kp_mux *m,
 	m->w = fds[0];
 	m->r = fds[1];
 	ASSERT_EQ(kcm_attach(m->kcm, m->r, m->prog), 0);
+	/* The mux holds the program now: every test runs without ours. */
+	kcmux_parser_close(&m->parser);
+	m->prog = -1;
 }
 
 static void kp_mux_close(struct kp_mux *m)
