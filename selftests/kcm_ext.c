@@ -487,7 +487,7 @@ static int kx_eor(int type)
 /* ------------------------------------------------------------------ */
 
 #define KX_NL_BUF	(64 * 1024)
-#define KX_NL_MAXOBJ	64
+#define KX_NL_MAXOBJ	128
 
 struct kx_nl {
 	int fd;
@@ -1324,6 +1324,67 @@ TEST(framing_len_above_max_emsgsize)
 	EXPECT_TRUE(kcm_quiet(kcm, KCM_QUIET_MS));
 	kx_pair_close(&p);
 	kx_pair_close(&q);
+	close(kcm);
+}
+
+/*
+ * The length is computed without overflow and without losing bits: a
+ * field value that is huge only in its high bytes, a value with the top
+ * bit set, and sums that would wrap in 32 or 64 bits are all lengths
+ * above the limit (EMSGSIZE), not small lengths nor negative ones.
+ */
+TEST(framing_len_no_overflow)
+{
+	static const struct {
+		struct kcmux_framing f;
+		uint64_t value;
+	} cases[] = {
+		/* 2^32 + 16: 16 if only the low 32 bits were read */
+		{ { .width = 8 }, (1ULL << 32) + 16 },
+		{ { .width = 8, .flags = KX_LE }, (1ULL << 32) + 16 },
+		/* 2^63 + 16: negative if read as signed */
+		{ { .width = 8 }, (1ULL << 63) + 16 },
+		/* 2^31 + 16 in 4 bytes: negative if read as a signed int */
+		{ { .width = 4, .flags = KX_LE }, (1ULL << 31) + 16 },
+		{ { .width = 4, .adjust = 16 }, 0xffffffffULL },
+		/* 2^64 - 8, + 16: 8 after a 64-bit wrap */
+		{ { .width = 8, .adjust = 16 }, 0xfffffffffffffff8ULL },
+		/* 2^64 - 2, + offset + width 8: 6 after a 64-bit wrap */
+		{ { .width = 8, .flags = KX_EXCL }, 0xfffffffffffffffeULL },
+		/* 2^32 - 2, + 8: 6 after a 32-bit wrap */
+		{ { .offset = 4, .width = 4, .flags = KX_EXCL }, 0xfffffffeULL },
+	};
+	uint8_t buf[64];
+	unsigned int i;
+	int kcm;
+
+	KX_REQUIRE_KCMUX("built-in framing errors");
+	ASSERT_EQ(0, kcm_netns_enter());
+	kcm = kcm_socket(SOCK_DGRAM);
+	ASSERT_LE(0, kcm);
+	for (i = 0; i < KX_ARRAY_SIZE(cases); i++) {
+		const struct kcmux_framing *f = &cases[i].f;
+		struct kx_pair p;
+		uint32_t id;
+		int err;
+
+		ASSERT_EQ(0, kx_pair_open(&p));
+		ASSERT_EQ(0, kx_attach_framing(kcm, p.tcp, f, &id));
+		/* 32 bytes: whole messages for every wrong reading above. */
+		kx_frame_value(buf, f, 32, i, cases[i].value);
+		ASSERT_EQ(0, kcm_send_all(p.peer, buf, 32));
+		err = kcm_err_wait(p.tcp);
+		EXPECT_EQ(EMSGSIZE, err) {
+			TH_LOG("case %u: value %#llx: %s", i,
+			       (unsigned long long)cases[i].value,
+			       err < 0 ? "no error" : strerror(err));
+		}
+		EXPECT_TRUE(kcm_quiet(kcm, 50)) {
+			TH_LOG("case %u: a message was delivered", i);
+		}
+		kcm_unattach(kcm, p.tcp);
+		kx_pair_close(&p);
+	}
 	close(kcm);
 }
 
@@ -2846,6 +2907,110 @@ TEST(nl_dump)
 	ASSERT_EQ(0, kx_nl_dump(&nl, KCMUX_CMD_GET_PSOCK, &d));
 	EXPECT_EQ(0, d.n);
 	close(bpf);
+	kx_nl_close(&nl);
+}
+
+/*
+ * "Dumps give one message per object, so the size of a multiplexor never
+ * limits a reply": three muxes with more objects than one dump skb
+ * holds; every object is listed exactly once, under its own mux.
+ */
+#define KX_MANY_MUX	3
+#define KX_MANY_SOCKS	5
+#define KX_MANY_PSOCKS	12
+
+TEST(nl_dump_many)
+{
+	static struct kx_dump d;
+	int kcm[KX_MANY_MUX][KX_MANY_SOCKS], m, i, j;
+	struct kx_pair p[KX_MANY_MUX][KX_MANY_PSOCKS];
+	uint32_t id[KX_MANY_MUX][KX_MANY_PSOCKS], mux_id[KX_MANY_MUX];
+	struct kx_nl nl;
+
+	KX_REQUIRE_KCMUX("generic netlink family kcmux");
+	ASSERT_EQ(0, kcm_netns_enter());
+	kx_nl_setup(_metadata, &nl);
+	for (m = 0; m < KX_MANY_MUX; m++) {
+		kcm[m][0] = kcm_socket(m ? SOCK_SEQPACKET : SOCK_DGRAM);
+		ASSERT_LE(0, kcm[m][0]);
+		for (i = 1; i < KX_MANY_SOCKS; i++) {
+			kcm[m][i] = kcm_clone(kcm[m][0]);
+			ASSERT_LE(0, kcm[m][i]);
+		}
+		for (i = 0; i < KX_MANY_PSOCKS; i++) {
+			ASSERT_EQ(0, kx_pair_open(&p[m][i]));
+			ASSERT_EQ(0, kx_attach_framing(kcm[m][i % KX_MANY_SOCKS],
+						       p[m][i].tcp,
+						       &kx_be32_framing, &id[m][i]));
+		}
+	}
+
+	ASSERT_EQ(0, kx_nl_dump(&nl, KCMUX_CMD_GET_SOCK, &d));
+	kx_dump_sizes_ok(_metadata, &d);
+	EXPECT_EQ(KX_MANY_MUX * KX_MANY_SOCKS, d.n);
+	for (m = 0; m < KX_MANY_MUX; m++) {
+		const struct kx_obj *o = kx_find(&d, KCMUX_A_SOCK_INO,
+						 kx_ino(kcm[m][0]));
+
+		ASSERT_NE(NULL, o);
+		mux_id[m] = (uint32_t)o->val[KCMUX_A_MUX_ID];
+		for (i = 0; i < KX_MANY_SOCKS; i++) {
+			uint64_t ino = kx_ino(kcm[m][i]);
+			int seen = 0;
+
+			for (j = 0; j < d.n; j++)
+				if (d.obj[j].val[KCMUX_A_SOCK_INO] == ino) {
+					seen++;
+					EXPECT_EQ(mux_id[m],
+						  d.obj[j].val[KCMUX_A_MUX_ID]);
+				}
+			EXPECT_EQ(1, seen) {
+				TH_LOG("socket %d of mux %d listed %d times", i, m,
+				       seen);
+			}
+		}
+	}
+	EXPECT_NE(mux_id[0], mux_id[1]);
+	EXPECT_NE(mux_id[1], mux_id[2]);
+	EXPECT_NE(mux_id[0], mux_id[2]);
+
+	ASSERT_EQ(0, kx_nl_dump(&nl, KCMUX_CMD_GET_MUX, &d));
+	kx_dump_sizes_ok(_metadata, &d);
+	EXPECT_EQ(KX_MANY_MUX, d.n);
+	for (m = 0; m < KX_MANY_MUX; m++) {
+		const struct kx_obj *o = kx_find(&d, KCMUX_A_MUX_ID, mux_id[m]);
+
+		ASSERT_NE(NULL, o);
+		EXPECT_EQ((uint64_t)KX_MANY_SOCKS, o->val[KCMUX_A_NR_SOCKS]);
+		EXPECT_EQ((uint64_t)KX_MANY_PSOCKS, o->val[KCMUX_A_NR_PSOCKS]);
+	}
+
+	ASSERT_EQ(0, kx_nl_dump(&nl, KCMUX_CMD_GET_PSOCK, &d));
+	kx_dump_sizes_ok(_metadata, &d);
+	EXPECT_EQ(KX_MANY_MUX * KX_MANY_PSOCKS, d.n);
+	for (m = 0; m < KX_MANY_MUX; m++)
+		for (i = 0; i < KX_MANY_PSOCKS; i++) {
+			int seen = 0;
+
+			for (j = 0; j < d.n; j++)
+				if (d.obj[j].val[KCMUX_A_PSOCK_ID] == id[m][i]) {
+					seen++;
+					EXPECT_EQ(mux_id[m],
+						  d.obj[j].val[KCMUX_A_MUX_ID]);
+					EXPECT_EQ(kx_ino(p[m][i].tcp),
+						  d.obj[j].val[KCMUX_A_TCP_INO]);
+				}
+			EXPECT_EQ(1, seen) {
+				TH_LOG("psock %u listed %d times", id[m][i], seen);
+			}
+		}
+
+	for (m = 0; m < KX_MANY_MUX; m++) {
+		for (i = 0; i < KX_MANY_PSOCKS; i++)
+			kx_pair_close(&p[m][i]);
+		for (i = 0; i < KX_MANY_SOCKS; i++)
+			close(kcm[m][i]);
+	}
 	kx_nl_close(&nl);
 }
 
