@@ -20,8 +20,10 @@
 #define H2_FRAME_HEADER_LEN	9
 #define H2_PREFACE_LEN		24
 
-/* Every frame the 24-bit length allows; lower it to 9 + the peer's
- * SETTINGS_MAX_FRAME_SIZE (default 16384) to enforce that. */
+/*
+ * Every frame the 24-bit length allows; lower it to 9 + the peer's
+ * SETTINGS_MAX_FRAME_SIZE (default 16384) to enforce that.
+ */
 const volatile __u32 kcmux_cfg_max_size = H2_FRAME_HEADER_LEN + 0xffffff;
 
 static const char h2_preface[H2_PREFACE_LEN] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -55,6 +55,8 @@
 #pragma GCC diagnostic ignored "-Wclobbered"
 #include "kselftest_harness.h"
 
+#define KP_ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+
 /* A TCP receive buffer far above the largest recorded message (~100 KB). */
 #define KP_RCVBUF	(4 * 1024 * 1024)
 
@@ -87,8 +89,12 @@ static int kp_slurp(const char *path, uint8_t **data, size_t *size)
 
 	if (!f)
 		return -errno;
-	if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET)) {
+	if (fseek(f, 0, SEEK_END)) {
+		err = -errno;
+		goto out;
+	}
+	len = ftell(f);
+	if (len < 0 || fseek(f, 0, SEEK_SET)) {
 		err = -errno;
 		goto out;
 	}
@@ -204,9 +210,12 @@ static int kp_parser_load(struct kcmux_parser *p, const char *name,
 	for (tok = strtok_r(buf, " ", &save); tok;
 	     tok = strtok_r(NULL, " ", &save)) {
 		eq = strchr(tok, '=');
-		err = eq ? (*eq = '\0',
-			    kcmux_parser_set(p, tok, strtoll(eq + 1, NULL, 0))) :
-			   -EINVAL;
+		err = -EINVAL;
+		if (eq) {
+			*eq = '\0';
+			err = kcmux_parser_set(p, tok,
+					       strtoll(eq + 1, NULL, 0));
+		}
 		if (err) {
 			fprintf(stderr, "# %s: key %s: %s\n", name, tok,
 				strerror(-err));
@@ -254,7 +263,10 @@ static void kp_mux_open(struct __test_metadata *_metadata, struct kp_mux *m,
 	};
 	int fds[2] = { -1, -1 };
 
-	m->prog = m->kcm = m->w = m->r = -1;
+	m->prog = -1;
+	m->kcm = -1;
+	m->w = -1;
+	m->r = -1;
 	libbpf_set_print(kp_libbpf_print);
 	ASSERT_EQ(kcm_netns_enter(), 0);
 	m->prog = kp_parser_load(&m->parser, parser, config);
@@ -527,7 +539,7 @@ TEST(verifier)
 	int fd;
 
 	libbpf_set_print(kp_libbpf_print);
-	for (i = 0; i < sizeof(loads) / sizeof(loads[0]); i++) {
+	for (i = 0; i < KP_ARRAY_SIZE(loads); i++) {
 		fd = kp_parser_load(&p, loads[i].parser, loads[i].config);
 		EXPECT_GE(fd, 0) TH_LOG("%s [%s]", loads[i].parser,
 					loads[i].config);

@@ -164,8 +164,10 @@ static int prog(const char *name, const char *config)
 		return err;
 	}
 	err = configure(&l->parser, config);
-	if (!err)
-		err = l->fd = kcmux_parser_load(&l->parser);
+	if (!err) {
+		l->fd = kcmux_parser_load(&l->parser);
+		err = l->fd;
+	}
 	if (err < 0) {
 		printf("# load %s [%s]: %s\n", name, config, strerror(-err));
 		kcmux_parser_close(&l->parser);
