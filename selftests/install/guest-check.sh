@@ -3,10 +3,11 @@
 #
 # guest-check.sh REL - guest side of test-installed-tree.sh (busybox sh).
 #
-# /lib/modules/REL is the tree `make install DESTDIR=...` produced and
+# /lib/modules/REL and /etc/modprobe.d are those of a tree `make install
+# DESTDIR=...` produced, with the kernel's own kcm.ko in it as well, and
 # nothing is loaded.  Checks that modprobe finds kcmux there and that the
-# kernel loads it on its own for socket(AF_KCM) and for the generic
-# netlink family, through the aliases depmod indexed.
+# kernel loads it, and not kcm, on its own for socket(AF_KCM) and for the
+# generic netlink family, through the aliases depmod indexed.
 #
 # Prints "PASS text", "FAIL text" and "# diagnostics" lines; the host
 # numbers them as TAP.  Exits 1 if a check failed.
@@ -79,6 +80,13 @@ if loaded; then
 	pass "kcmux is loaded after socket(AF_KCM)"
 else
 	fail "kcmux is loaded after socket(AF_KCM)"
+fi
+# The tree has the kernel's kcm.ko too, with the same alias.
+if [ -d /sys/module/kcm ]; then
+	fail "the in-tree kcm was not loaded"
+	dmesg | grep -i kcm | tail -n 5 | sed 's/^/# /'
+else
+	pass "the in-tree kcm was not loaded"
 fi
 if out=$(rmmod kcmux 2>&1) && ! loaded; then
 	pass "rmmod kcmux once the socket is closed"

@@ -7,9 +7,11 @@
 #
 # The very recipes of the Makefile run, with dkms pointed at trees under
 # build/dkms-check/REL/ (--dkmstree, --sourcetree, --installtree) and
-# --no-depmod, the module signed with a key made there.  The host's DKMS
-# state, /usr/src and /lib/modules are compared before and after: the
-# check must leave no trace.  dkms insists on root for `install`.
+# --no-depmod, the module signed with a key made there, and the modprobe
+# configuration put there too (MODPROBEDIR).  The host's DKMS state,
+# /usr/src, /lib/modules and /etc/modprobe.d are compared before and
+# after: the check must leave no trace.  dkms insists on root for
+# `install`.
 #
 # Environment: KCMUX_DKMS_CHECK_DIR (default build/dkms-check).
 
@@ -21,7 +23,7 @@ WORK=${KCMUX_DKMS_CHECK_DIR:-$TOP/build/dkms-check}
 VERSION=$(cat "$TOP/VERSION")
 # What dkms.conf's BUILD_EXCLUSIVE_CONFIG must list.
 REQUIRED_CONFIGS=(CONFIG_INET CONFIG_BPF_SYSCALL CONFIG_PROC_FS)
-TESTS_PER_KERNEL=$((7 + ${#REQUIRED_CONFIGS[@]}))
+TESTS_PER_KERNEL=$((8 + ${#REQUIRED_CONFIGS[@]}))
 
 n=0
 failed=0
@@ -47,13 +49,13 @@ diag() {
 	sed 's/^/#   /' "$@"
 }
 
-# Everything of kcmux the host's own DKMS, /usr/src and /lib/modules hold.
+# Everything of kcmux the host's DKMS, /usr/src, /lib/modules and /etc hold.
 host_state() {
 	local rel=$1
 
 	ls -d /var/lib/dkms/kcmux /usr/src/kcmux-* 2>/dev/null
 	find "/lib/modules/$rel" -name 'kcmux.ko*' 2>/dev/null
-	ls -l /var/lib/dkms/mok.* 2>/dev/null
+	ls -l /var/lib/dkms/mok.* /etc/modprobe.d/kcmux.conf 2>/dev/null
 }
 
 # make dkms-install / dkms-uninstall on the private trees of REL.
@@ -62,7 +64,7 @@ make_dkms() {
 
 	mok_signing_key=$root/mok.key mok_certificate=$root/mok.pub \
 	make --no-print-directory -C "$TOP" "$target" DKMS_KERNELS="$rel" \
-		DKMS_SOURCETREE="$root/src" \
+		DKMS_SOURCETREE="$root/src" MODPROBEDIR="$root/modprobe.d" \
 		DKMS_FLAGS="--dkmstree $root/tree --sourcetree $root/src --installtree $root/lib/modules --no-depmod"
 }
 
@@ -94,7 +96,7 @@ test_kernel() {
 	log=$root/make.log
 	before=$(host_state "$rel")
 	rm -rf "$root"
-	mkdir -p "$root/src" "$root/tree" "$root/lib/modules/$rel"
+	mkdir -p "$root/src" "$root/tree" "$root/lib/modules/$rel" "$root/modprobe.d"
 
 	if make_dkms "$root" dkms-install "$rel" >"$log" 2>&1; then
 		ok "$rel: make dkms-install"
@@ -131,6 +133,12 @@ test_kernel() {
 		skip "$rel: module signed with the private key" "dkms found no sign-file for $rel"
 	fi
 
+	if grep -qx 'blacklist kcm' "$root/modprobe.d/kcmux.conf" 2>/dev/null; then
+		ok "$rel: modprobe.d/kcmux.conf installed"
+	else
+		not_ok "$rel: modprobe.d/kcmux.conf installed"
+	fi
+
 	for config in "${REQUIRED_CONFIGS[@]}"; do
 		if check_exclusive "$root" "$rel" "$config"; then
 			ok "$rel: dkms refuses a kernel without $config"
@@ -141,13 +149,13 @@ test_kernel() {
 	done
 
 	if make_dkms "$root" dkms-uninstall "$rel" >"$log" 2>&1 &&
-	   [[ -z $(find "$root/lib/modules" "$root/tree" "$root/src" -mindepth 1 \
-			-not -path "$root/lib/modules/$rel" -print -quit) ]]; then
+	   [[ -z $(find "$root/lib/modules" "$root/tree" "$root/src" "$root/modprobe.d" \
+			-mindepth 1 -not -path "$root/lib/modules/$rel" -print -quit) ]]; then
 		ok "$rel: make dkms-uninstall leaves the trees empty"
 	else
 		not_ok "$rel: make dkms-uninstall leaves the trees empty"
 		diag "$log"
-		find "$root/lib/modules" "$root/tree" "$root/src" -mindepth 1 | diag
+		find "$root/lib/modules" "$root/tree" "$root/src" "$root/modprobe.d" -mindepth 1 | diag
 	fi
 
 	if make_dkms "$root" dkms-uninstall "$rel" >"$log" 2>&1; then
@@ -159,9 +167,9 @@ test_kernel() {
 
 	after=$(host_state "$rel")
 	if [[ $before == "$after" ]]; then
-		ok "$rel: the host's DKMS tree, /usr/src and /lib/modules are untouched"
+		ok "$rel: the host's DKMS tree, /usr/src, /lib/modules and /etc are untouched"
 	else
-		not_ok "$rel: the host's DKMS tree, /usr/src and /lib/modules are untouched"
+		not_ok "$rel: the host's DKMS tree, /usr/src, /lib/modules and /etc are untouched"
 		diff <(echo "$before") <(echo "$after") | diag
 	fi
 }
