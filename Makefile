@@ -5,7 +5,8 @@
 #   make                 module for KDIR (running kernel, else newest headers)
 #   make modules-all     module for every supported kernel: build/<rel>/kcmux.ko
 #   make lint            W=1, sparse (C=2) and checkpatch --strict, all kernels
-#   make check           everything above, then all selftests in QEMU
+#   make check           everything above, host tests, all selftests in QEMU,
+#                        check-debug, dkms-check and install-check
 #   make check-debug     all selftests on a KASAN+lockdep+kmemleak kernel
 #   make demo            boot a VM, load kcmux, show it working
 #   make install         module, kcmctl, parsers, header, man pages (DESTDIR, PREFIX)
@@ -73,11 +74,17 @@ checkpatch:
 	@$(DEPS_SH) source
 	@$(TOP)/scripts/checkpatch.sh kcm/*.c kcm/*.h include/uapi/linux/kcm.h
 
+# Host tests first (fast), then every selftest in QEMU on the stock
+# kernels and the in-tree reference, then the debug kernel, then packaging.
 check: modules-all lint
-	@$(DEPS_SH) vm tests source
+	@$(DEPS_SH) vm tests source bpf install
 	$(MAKE) -C selftests
+	$(MAKE) -C bpf check
+	$(MAKE) -C tools/kcmctl check
 	selftests/vm/test-scan-splats
 	selftests/run-all.sh
+	$(MAKE) --no-print-directory check-debug
+	$(MAKE) --no-print-directory dkms-check install-check
 
 # The whole suite on a KASAN/lockdep/kmemleak kernel built from Debian's
 # linux-source (first run: ~40 min, then cached under $(CACHE)).
