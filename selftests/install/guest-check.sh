@@ -31,8 +31,9 @@ loaded() {
 }
 
 # Expect kcm_autoload MODE to print a line starting with WANT.
+# shellcheck disable=SC3043 # busybox sh has local
 expect() {
-	local mode=$1 want=$2 text=$3 out
+	local mode="$1" want="$2" text="$3" out
 
 	out=$("$autoload" "$mode" 2>&1)
 	case $out in
@@ -62,7 +63,7 @@ if out=$(modprobe kcmux 2>&1) && loaded; then
 else
 	fail "modprobe kcmux loads it from /lib/modules/$rel/updates"
 	echo "# modprobe: $out"
-	ls -lR "/lib/modules/$rel" | sed 's/^/# /'
+	find "/lib/modules/$rel" | sed 's/^/# /'
 fi
 if out=$(modprobe -r kcmux 2>&1) && ! loaded; then
 	pass "modprobe -r kcmux unloads it"
