@@ -71,15 +71,12 @@ static inline int kcmux_parser_open(struct kcmux_parser *p, const char *path)
 	struct bpf_program *prog;
 	const void *init;
 	int nprogs = 0, id;
-	long err;
 
 	memset(p, 0, sizeof(*p));
+	/* libbpf >= 1.0: NULL and errno on failure. */
 	p->obj = bpf_object__open_file(path, NULL);
-	err = libbpf_get_error(p->obj);
-	if (err) {
-		p->obj = NULL;
-		return (int)err;
-	}
+	if (!p->obj)
+		return errno ? -errno : -EINVAL;
 	bpf_object__for_each_program(prog, p->obj) {
 		p->prog = prog;
 		nprogs++;
