@@ -31,8 +31,8 @@ set -u
 
 dir=/bench
 rounds=3
-secs=1.5
-warmup=0.5
+secs=1.0
+warmup=0.4
 quick=0
 
 while [ $# -gt 0 ]; do

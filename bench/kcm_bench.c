@@ -7,7 +7,7 @@
  *   kcm_bench run --impl kcm|framing|user|raw --dir rx|tx --size BYTES
  *                 [--psocks N] [--socks M] [--recvmmsg] [--parser len|fixed]
  *                 [--bufsize BYTES] [--chunk BYTES] [--warmup SECS]
- *                 [--secs SECS] [--drain SECS] [--label NAME] [--expect kcmux|kcm|none]
+ *                 [--secs SECS] [--drain SECS] [--kcm-rcvbuf BYTES] [--label NAME] [--expect kcmux|kcm|none]
  *   kcm_bench mem --impl kcm|user [--parser len|fixed] [--label NAME]
  *                 [--expect MOD]
  *
@@ -81,6 +81,7 @@ static struct {
 	int bufsize;
 	int drain_ms;		/* bound of "everything sent arrives" */
 	int chunk;		/* bytes per write of the rx peer (whole messages) */
+	int kcm_rcvbuf;		/* SO_RCVBUF of the KCM sockets, if not bufsize */
 } cfg = {
 	.size = 64, .psocks = 1, .socks = 1, .warmup = 0.5, .secs = 1.5,
 	.label = "", .drain_ms = 20000,
@@ -471,6 +472,8 @@ static void make_mux(int nconns, int bufsize)
 	}
 	for (i = 0; i < cfg.socks; i++) {
 		set_bufs(kcm_socks[i], bufsize);
+		if (cfg.kcm_rcvbuf && kcm_set_rcvbuf(kcm_socks[i], cfg.kcm_rcvbuf))
+			die("SO_RCVBUF of a KCM socket: %s", strerror(errno));
 		if (kcm_set_timeo(kcm_socks[i], SO_RCVTIMEO, POLL_MS))
 			die("SO_RCVTIMEO: %s", strerror(errno));
 	}
@@ -552,6 +555,7 @@ struct snap {
 	uint64_t msgs, bytes;
 	struct cpustat cpu;
 	struct kstats ks;
+	long long kcm_q, kcm_rmem;	/* of the first KCM socket */
 };
 
 /* --- results -------------------------------------------------------------- */
@@ -992,7 +996,8 @@ static void note_socket_errors(void)
 			pthread_mutex_lock(&fail_lock);
 			len = strlen(fail_reason);
 			snprintf(fail_reason + len, sizeof(fail_reason) - len,
-				 "; TCP socket %d has error %s", i, strerror(err));
+				 "; TCP socket %d has SO_ERROR %d (%s)", i, err,
+				 strerror(err));
 			pthread_mutex_unlock(&fail_lock);
 			break;
 		}
@@ -1005,6 +1010,12 @@ static void snap_take(struct snap *s)
 	lanes_total(lanes, nlanes, &s->msgs, &s->bytes);
 	cpustat_read(&s->cpu);
 	kstats_read(&s->ks);
+	/* Is the receive queue full (the psocks then park and resume)? */
+	s->kcm_q = s->kcm_rmem = -1;
+	if (cfg.impl == IMPL_KCM || cfg.impl == IMPL_FRAMING) {
+		s->kcm_q = kcm_proc_nth("kcm-", 0, "Recv-Q");
+		s->kcm_rmem = kcm_proc_nth("kcm-", 0, "Rmem");
+	}
 }
 
 /* Until everything sent has arrived, or cfg.drain_ms. */
@@ -1191,6 +1202,10 @@ static int cmd_run(void)
 			       (double)(s1.cpu.system - s0.cpu.system) / ticks,
 			       (double)(s1.cpu.softirq - s0.cpu.softirq) / ticks);
 		json_kstats(&s0.ks, &s1.ks);
+		if (s1.kcm_q >= 0)
+			printf(",\"kcm_queue_end\":{\"msgs\":%lld,\"rmem\":%lld,\"rcvbuf\":%d}",
+			       s1.kcm_q, s1.kcm_rmem,
+			       kcm_getint(kcm_socks[0], SOL_SOCKET, SO_RCVBUF));
 		json_tail();
 	}
 	if (stuck)
@@ -1432,7 +1447,7 @@ static void usage(void)
 		"       kcm_bench run --impl kcm|framing|user|raw --dir rx|tx --size BYTES\n"
 		"                 [--psocks N] [--socks M] [--recvmmsg] [--parser len|fixed]\n"
 		"                 [--bufsize BYTES] [--chunk BYTES] [--warmup SECS] [--secs SECS]\n"
-		"                 [--drain SECS]\n"
+		"                 [--drain SECS] [--kcm-rcvbuf BYTES]\n"
 		"                 [--label NAME] [--expect kcmux|kcm|none]\n"
 		"       kcm_bench mem --impl kcm|framing|user [--parser len|fixed] [--label NAME]\n");
 	exit(2);
@@ -1485,6 +1500,8 @@ int main(int argc, char **argv)
 			cfg.warmup = atof(v);
 		} else if (!strcmp(o, "--secs")) {
 			cfg.secs = atof(v);
+		} else if (!strcmp(o, "--kcm-rcvbuf")) {
+			cfg.kcm_rcvbuf = atoi(v);
 		} else if (!strcmp(o, "--chunk")) {
 			cfg.chunk = atoi(v);
 		} else if (!strcmp(o, "--drain")) {

@@ -204,7 +204,8 @@ def markdown(meta, wls, table, tgts):
     L.append(f"### kcmux benchmark: {meta['kernel']}, {meta['date']}")
     L.append("")
     L.append(f"Command: `{meta['command']}`, commit `{meta['commit']}`, "
-             f"{meta['rounds']} round(s).  TCG distorts absolute numbers: "
+             f"{meta['rounds']} round(s), guest clock: {meta['clock']}.  "
+             "TCG distorts absolute numbers: "
              "compare ratios, which pair the variants measured back to back "
              "in the same round (median and min–max over rounds).")
     L.append("")
@@ -278,6 +279,7 @@ def main():
     ap.add_argument("--date", default="?")
     ap.add_argument("--command", default="?")
     ap.add_argument("--commit", default="?")
+    ap.add_argument("--clock", default="")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
@@ -287,7 +289,8 @@ def main():
     wls, table = build(rows)
     tgts = targets(rows, table)
     meta = {"kernel": a.kernel, "date": a.date, "command": a.command,
-            "commit": a.commit, "rounds": max(r["round"] for r in rows),
+            "commit": a.commit, "clock": a.clock or "host (plain TCG)",
+            "rounds": max(r["round"] for r in rows),
             "guest_notes": notes}
     with open(a.out + ".json", "w", encoding="utf-8") as f:
         json.dump({"meta": meta, "workloads": table, "targets": tgts,

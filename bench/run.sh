@@ -21,7 +21,15 @@
 # and REL-latest.{json,md,svg} pointing at the newest.
 #
 # TCG (software emulation) distorts absolute numbers; the ratios between
-# variants measured in the same boot are what count.
+# variants measured in the same boot are what count.  The guest runs with
+# QEMU's instruction counting (KCMUX_ICOUNT, default shift=3,sleep=off):
+# its clock then follows the instructions it executed, not the host's
+# clock, so other load on the host no longer leaks into the figures and
+# a "second" is a fixed budget of guest instructions.  With plain TCG a
+# busy host made the same measurement vary by 2-3x.
+#
+# Environment: KCMUX_ICOUNT (QEMU -icount value; "off" for plain TCG),
+# KCMUX_VM_RUN (another vm-run, for testing).
 
 set -euo pipefail
 
@@ -79,6 +87,13 @@ resolve_kernel() {
 	esac
 }
 
+vmrun=${KCMUX_VM_RUN:-$ROOT/selftests/vm/vm-run}
+icount=${KCMUX_ICOUNT:-shift=3,sleep=off}
+[[ $icount != off ]] || icount=
+if [[ -n $icount ]] && ! grep -q KCMUX_ICOUNT "$vmrun"; then
+	echo "$PROG: $vmrun cannot pass -icount to QEMU: guest timings will follow the host's load" >&2
+fi
+
 "$ROOT/scripts/deps.sh" vm tests bench
 command -v python3 >/dev/null || die "python3 is needed for the report"
 rel=$(resolve_kernel)
@@ -119,7 +134,7 @@ fi
 echo "$PROG: $rel, results in $base.*" >&2
 t0=$(date +%s)
 rc=0
-"$ROOT/selftests/vm/vm-run" --kernel "$rel" --cpus 2 --mem 2048 \
+KCMUX_ICOUNT=$icount "$vmrun" --kernel "$rel" --cpus 2 --mem 2048 \
 	--timeout 3000 --add "$stage:/bench" --log "$base.log" \
 	-- sh /bench/guest-bench.sh "${gargs[@]}" /bench | tee "$base.raw" || rc=$?
 echo "$PROG: VM finished in $(( $(date +%s) - t0 )) s, status $rc" >&2
@@ -127,6 +142,7 @@ echo "$PROG: VM finished in $(( $(date +%s) - t0 )) s, status $rc" >&2
 
 python3 "$HERE/report.py" --raw "$base.raw" --kernel "$rel" \
 	--date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --command "${cmdline% }" \
+	--clock "${icount:+icount $icount}" \
 	--commit "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
 	--out "$base"
 if command -v gnuplot >/dev/null; then
