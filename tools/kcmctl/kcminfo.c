@@ -258,7 +258,9 @@ void kcm_print_sock(struct printer *p, const struct kcm_obj *o)
 	pr_text(p, "    sock");
 	if (o->proc.has_index)
 		pr_u64(p, PR_ANY, "index", " kcm-%llu", o->proc.index);
-	kcm_print_u64_attr(p, o, KCMUX_A_MUX_ID, "mux_id", " mux %llu");
+	/* Under its mux in text, so only JSON repeats the mux. */
+	if (kcm_has(o, KCMUX_A_MUX_ID))
+		pr_u64(p, PR_JSON, "mux_id", NULL, o->attr[KCMUX_A_MUX_ID]);
 	kcm_print_u64_attr(p, o, KCMUX_A_SOCK_INO, "ino", " ino %llu");
 	if (kcm_has(o, KCMUX_A_SOCK_TYPE))
 		pr_str(p, PR_ANY, "type", " type %s",
@@ -294,14 +296,17 @@ static void kcm_print_endpoint(struct printer *p, const struct kcm_obj *o,
 		(unsigned long long)o->attr[port_attr]);
 }
 
-void kcm_print_psock_fields(struct printer *p, const struct kcm_obj *o)
+void kcm_print_psock_fields(struct printer *p, const struct kcm_obj *o,
+			    bool nested)
 {
 	uint64_t err;
 
 	if (o->proc.has_index)
 		pr_u64(p, PR_ANY, "index", " psock-%llu", o->proc.index);
 	kcm_print_u64_attr(p, o, KCMUX_A_PSOCK_ID, "id", " %llu");
-	kcm_print_u64_attr(p, o, KCMUX_A_MUX_ID, "mux_id", " mux %llu");
+	if (kcm_has(o, KCMUX_A_MUX_ID))
+		pr_u64(p, nested ? PR_JSON : PR_ANY, "mux_id", " mux %llu",
+		       o->attr[KCMUX_A_MUX_ID]);
 	kcm_print_u64_attr(p, o, KCMUX_A_TCP_INO, "tcp_ino", " tcp_ino %llu");
 	kcm_print_endpoint(p, o, true);
 	kcm_print_endpoint(p, o, false);
@@ -327,7 +332,7 @@ static void kcm_print_psock(struct printer *p, const struct kcm_obj *o)
 {
 	pr_open_object(p, NULL);
 	pr_text(p, "    psock");
-	kcm_print_psock_fields(p, o);
+	kcm_print_psock_fields(p, o, true);
 	pr_text(p, "\n");
 	kcm_print_stats(p, &o->stats, "       ");
 	pr_close_object(p);

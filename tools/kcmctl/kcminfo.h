@@ -103,7 +103,9 @@ const char *kcm_sock_type_name(uint64_t type);
 /* Prints a mux, a KCM socket, a psock (also a monitor event's body). */
 void kcm_print_mux(struct printer *p, const struct kcm_mux *m);
 void kcm_print_sock(struct printer *p, const struct kcm_obj *o);
-void kcm_print_psock_fields(struct printer *p, const struct kcm_obj *o);
+/* nested: printed under its mux, whose id text need not repeat. */
+void kcm_print_psock_fields(struct printer *p, const struct kcm_obj *o,
+			    bool nested);
 void kcm_print_stats(struct printer *p, const struct kcm_stats *s,
 		     const char *indent);
 

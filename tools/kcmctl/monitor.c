@@ -55,7 +55,7 @@ static int monitor_print(struct monitor *m, const char *event,
 	pr_str(m->pr, PR_ANY, "event", "%s", event);
 	if (o) {
 		pr_text(m->pr, " psock");
-		kcm_print_psock_fields(m->pr, o);
+		kcm_print_psock_fields(m->pr, o, false);
 	}
 	pr_text(m->pr, "\n");
 	pr_close_object(m->pr);
