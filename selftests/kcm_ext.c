@@ -2314,6 +2314,29 @@ TEST_F(target, unknown_id_enoent)
 	close(kcm2);
 }
 
+/*
+ * Waits (KCM_WAIT_MS) until the psock dump shows psock id in state;
+ * returns the state last seen, -1 if the psock is not listed.
+ */
+static int kx_wait_psock_state(struct kx_nl *nl, uint32_t id, uint32_t state)
+{
+	static struct kx_dump d;
+	long long end = kcm_now_ms() + KCM_WAIT_MS;
+
+	for (;;) {
+		const struct kx_obj *o;
+		int last;
+
+		if (kx_nl_dump(nl, KCMUX_CMD_GET_PSOCK, &d))
+			return -1;
+		o = kx_find(&d, KCMUX_A_PSOCK_ID, id);
+		last = o ? (int)o->val[KCMUX_A_STATE] : -1;
+		if (last == (int)state || kcm_now_ms() > end)
+			return last;
+		kcm_msleep(2);
+	}
+}
+
 /* Which of peers i and j has data first (within KCM_WAIT_MS), or -1. */
 static int kx_readable_peer(const struct kx_env *e, int i, int j)
 {
@@ -2337,6 +2360,7 @@ static void kx_target_stopped(struct __test_metadata *_metadata,
 			      struct kx_env *e, int type, int how)
 {
 	uint8_t buf[128];
+	struct kx_nl nl;
 	int which;
 
 	switch (how) {
@@ -2352,8 +2376,16 @@ static void kx_target_stopped(struct __test_metadata *_metadata,
 		break;
 	}
 	ASSERT_EQ(0, kcm_wait_pollerr(e->p[0].tcp, KCM_WAIT_MS));
-	/* Stopping is done under the TCP socket's callbacks: give it a moment. */
-	kcm_msleep(50);
+	/*
+	 * POLLERR may come from TCP itself (a reset) before the mux has
+	 * seen anything: wait for the psock to be STOPPED as the mux says.
+	 * target_epipe_once_error_visible holds the module to the
+	 * stronger promise that POLLERR alone suffices.
+	 */
+	ASSERT_EQ(0, kx_nl_open_family(&nl));
+	ASSERT_EQ(KCMUX_PSOCK_STATE_STOPPED,
+		  kx_wait_psock_state(&nl, e->id[0], KCMUX_PSOCK_STATE_STOPPED));
+	kx_nl_close(&nl);
 	kx_tagged(buf, 100, 5);
 	EXPECT_EQ(-EPIPE, kx_send_to(e->kcm, buf, 100, e->id[0], kx_eor(type)));
 	EXPECT_EQ(-EPIPE, kx_send_to(e->kcm, buf, 100, e->id[0], kx_eor(type)));
@@ -2388,6 +2420,73 @@ TEST_F(target, peer_closed_epipe)
 TEST_F(target, framing_error_epipe)
 {
 	kx_target_stopped(_metadata, &self->e, variant->type, 2);
+}
+
+/*
+ * "EPIPE: the psock has stopped (its TCP socket failed or was closed by
+ * the peer)": so once the failure shows on the TCP socket (POLLERR), a
+ * targeted send fails at once, with no window where it is accepted (and
+ * then silently dropped).  Many rounds of each cause, since such a
+ * window is a race; a message accepted anyway must still never reach
+ * another psock.
+ */
+#define KX_EPIPE_ROUNDS	30
+
+TEST(target_epipe_once_error_visible)
+{
+	static const char *const causes[] = { "reset", "FIN", "framing error" };
+	int accepted[3] = { 0 }, kcm, round;
+	struct kx_pair other;
+	uint32_t other_id;
+	uint8_t buf[64];
+
+	KX_REQUIRE_KCMUX("targeted send");
+	ASSERT_EQ(0, kcm_netns_enter());
+	ASSERT_EQ(0, kcm_sigpipe_catch());
+	kcm = kcm_socket(SOCK_DGRAM);
+	ASSERT_LE(0, kcm);
+	ASSERT_EQ(0, kx_pair_open(&other));
+	ASSERT_EQ(0, kx_attach_framing(kcm, other.tcp, &kx_be32_framing,
+				       &other_id));
+	for (round = 0; round < 3 * KX_EPIPE_ROUNDS; round++) {
+		int cause = round % 3;
+		struct kx_pair p;
+		uint32_t id;
+		ssize_t r;
+
+		ASSERT_EQ(0, kx_pair_open(&p));
+		ASSERT_EQ(0, kx_attach_framing(kcm, p.tcp, &kx_be32_framing, &id));
+		if (cause == 0) {
+			ASSERT_EQ(0, kcm_tcp_reset(&p.peer, p.tcp));
+		} else if (cause == 1) {
+			kcm_close_fd(&p.peer);
+		} else {
+			kx_frame_value(buf, &kx_be32_framing, 8, 1, 2);
+			ASSERT_EQ(0, kcm_send_all(p.peer, buf, 8));
+		}
+		ASSERT_EQ(0, kcm_wait_pollerr(p.tcp, KCM_WAIT_MS));
+		kx_tagged(buf, 64, round);
+		r = kx_send_to(kcm, buf, 64, id, 0);
+		if (r != -EPIPE) {
+			accepted[cause]++;
+			EXPECT_EQ(64, r);
+		}
+		EXPECT_EQ(0, kcm_unattach(kcm, p.tcp));
+		kx_pair_close(&p);
+	}
+	for (round = 0; round < 3; round++) {
+		const char *cause = causes[round];
+		int n = accepted[round];
+
+		EXPECT_EQ(0, n) {
+			TH_LOG("%s: %d of %d targeted sends accepted after POLLERR",
+			       cause, n, KX_EPIPE_ROUNDS);
+		}
+	}
+	EXPECT_TRUE(kx_stream_quiet(other.peer, KCM_QUIET_MS));
+	EXPECT_EQ(0, kcm_sigpipes());
+	kx_pair_close(&other);
+	close(kcm);
 }
 
 /* EINVAL: "malformed control message": its length does not hold a __u32. */
