@@ -45,7 +45,7 @@ int nl_req_put_str(struct nl_req *r, uint16_t type, const char *s);
 
 /*
  * Sends the request and feeds every reply to cb until the end of the
- * dump (NLM_F_DUMP) or the acknowledgement (requests get NLM_F_ACK).  An
+ * dump (NLM_F_DUMP) or the acknowledgment (requests get NLM_F_ACK).  An
  * error reply is returned as -errno, its message in nl->ext_msg.
  */
 int nl_transact(struct nl_sock *nl, struct nl_req *r, nl_msg_cb cb,

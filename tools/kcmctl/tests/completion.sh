@@ -9,7 +9,7 @@ set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 KCMCTL=$1
 PARSER_DIR=$2
-# shellcheck source=../bash-completion/kcmctl
+# shellcheck source=/dev/null
 source "$HERE/../bash-completion/kcmctl"
 
 n=0
