@@ -34,7 +34,6 @@
 #define KCMUX_VIEW_MIN		256
 /* A parser needing more than this to find a length is broken. */
 #define KCMUX_VIEW_MAX		(64 * 1024)
-#define KCMUX_COPYBREAK		512
 #define KCMUX_MEM_RETRY		(HZ / 10)
 /* kcmux_frame_header() found a message that is not all in TCP yet. */
 #define KCMUX_FRAME_WAIT	1
@@ -310,6 +309,8 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	f->msg_len = len;
 	kcmux_msg_cb(head)->len = len;
 	kcmux_msg_cb(head)->sent = 0;
+	/* A clone head carries TCP's cb: clear what rx reads. */
+	kcmux_msg_cb(head)->packed = false;
 	if (f->have < len)
 		kcmux_frame_begin(psock);
 	return 0;

@@ -213,14 +213,28 @@ struct kcmux_sock {
 /*
  * Per-message metadata in skb->cb of a message skb: the message occupies
  * [offset, offset + len) of the skb and its frag_list.
+ *
+ * A received "pack" (packed set) is a linear skb holding several small
+ * messages, each after a struct kcmux_pack_rec; cb then describes the one
+ * being read, and the next record starts at offset + len.  Records are
+ * only appended, at the tail of a receive queue, under its lock.
  */
 struct kcmux_msg_cb {
 	u32 offset;
 	u32 len;
 	u32 sent;		/* bytes already sent (tx) or read (rx) */
 	u32 psock_id;		/* rx: where it came from; tx: target, or 0 */
+	bool packed;		/* rx: a pack of small messages */
 	struct sk_buff *tail;	/* tx: last skb of the chain */
 };
+
+struct kcmux_pack_rec {
+	u32 len;
+	u32 psock_id;
+};
+
+/* Messages up to this size are copied, not cloned, and packed on rx. */
+#define KCMUX_COPYBREAK		512
 
 static inline struct kcmux_msg_cb *kcmux_msg_cb(struct sk_buff *skb)
 {
@@ -279,6 +293,7 @@ bool kcmux_rx_deliver(struct kcmux_psock *psock, struct sk_buff *skb);
 void kcmux_rx_sock_ready(struct kcmux_sock *kcm);
 void kcmux_rx_requeue_queue(struct kcmux_sock *kcm);
 void kcmux_rx_unpark(struct kcmux_psock *psock);
+u32 kcmux_rx_queued(struct kcmux_sock *kcm);
 int kcmux_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
 		  int flags);
 ssize_t kcmux_splice_read(struct socket *sock, loff_t *ppos,

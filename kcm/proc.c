@@ -32,7 +32,7 @@ static void kcmux_show_sock(struct seq_file *seq, struct kcmux_sock *kcm)
 	seq_printf(seq, "   kcm-%-7u %-10llu %-16llu %-10llu %-16llu %-8u %-8d %-8u %-8d ",
 		   kcm->index, kcm->stats.rx_msgs, kcm->stats.rx_bytes,
 		   kcm->stats.tx_msgs, kcm->stats.tx_bytes,
-		   skb_queue_len(&sk->sk_receive_queue),
+		   kcmux_rx_queued(kcm),
 		   sk_rmem_alloc_get(sk),
 		   skb_queue_len(&sk->sk_write_queue),
 		   sk_wmem_alloc_get(sk));

@@ -8,6 +8,10 @@
  * list, which then moves to the tail, so busy readers share the load.
  * When the list is empty, the psock parks its message and stops reading
  * from TCP, which pushes back on the peer through the TCP window.
+ *
+ * Small messages are not queued one skb each: they are copied into the
+ * "pack" at the tail of the receive queue (see struct kcmux_msg_cb), so a
+ * queued 64-byte message costs about a hundred bytes instead of an skb.
  */
 #include <linux/net.h>
 #include <linux/skbuff.h>
@@ -22,36 +26,166 @@ static void kcmux_rfree(struct sk_buff *skb)
 	atomic_sub(skb->truesize, &skb->sk->sk_rmem_alloc);
 }
 
+/* A pack's data area fills a 2 KiB allocation with its shared info. */
+#define KCMUX_PACK_SIZE		SKB_WITH_OVERHEAD(2048)
+
 static bool kcmux_rx_has_room(struct sock *sk)
 {
 	return atomic_read(&sk->sk_rmem_alloc) < READ_ONCE(sk->sk_rcvbuf);
 }
 
-/* Queues one message on kcm and wakes its reader.  mux->lock held. */
-static void kcmux_rx_enqueue(struct kcmux_sock *kcm, struct sk_buff *skb)
+/* A message skb that is better copied into a pack. */
+static bool kcmux_rx_packable(struct sk_buff *skb)
+{
+	const struct kcmux_msg_cb *cb = kcmux_msg_cb(skb);
+
+	return !cb->packed && cb->len <= KCMUX_COPYBREAK && !cb->offset &&
+	       !cb->sent && cb->len == skb->len && !skb_is_nonlinear(skb) &&
+	       !skb_cloned(skb);
+}
+
+/* The pack at the tail of queue if len more bytes fit in it.  Queue lock. */
+static struct sk_buff *kcmux_rx_tail_pack(struct sk_buff_head *queue, u32 len)
+{
+	struct sk_buff *pack = skb_peek_tail(queue);
+
+	lockdep_assert_held(&queue->lock);
+	if (pack && kcmux_msg_cb(pack)->packed &&
+	    skb_tailroom(pack) >= sizeof(struct kcmux_pack_rec) + len)
+		return pack;
+	return NULL;
+}
+
+static struct sk_buff *kcmux_rx_pack_alloc(void)
+{
+	struct sk_buff *pack = alloc_skb(KCMUX_PACK_SIZE, GFP_ATOMIC);
+
+	if (pack)
+		kcmux_msg_cb(pack)->packed = true;
+	return pack;
+}
+
+/* Appends msg as a record; a new pack's cb describes its first record. */
+static void kcmux_rx_pack_put(struct sk_buff *pack, struct sk_buff *msg)
+{
+	struct kcmux_msg_cb *cb = kcmux_msg_cb(pack);
+	struct kcmux_pack_rec rec = {
+		.len = kcmux_msg_cb(msg)->len,
+		.psock_id = kcmux_msg_cb(msg)->psock_id,
+	};
+
+	if (!pack->len) {
+		cb->offset = sizeof(rec);
+		cb->len = rec.len;
+		cb->sent = 0;
+		cb->psock_id = rec.psock_id;
+	}
+	skb_put_data(pack, &rec, sizeof(rec));
+	skb_put_data(pack, msg->data, rec.len);
+}
+
+/*
+ * Makes the next record of a pack current; false if there is none.  The
+ * caller excludes appends (queue lock, or the pack is off every queue).
+ */
+static bool kcmux_rx_pack_advance(struct sk_buff *pack)
+{
+	struct kcmux_msg_cb *cb = kcmux_msg_cb(pack);
+	u32 next = cb->offset + cb->len;
+	struct kcmux_pack_rec rec;
+
+	if (next + sizeof(rec) > pack->len)
+		return false;
+	memcpy(&rec, pack->data + next, sizeof(rec));
+	cb->offset = next + sizeof(rec);
+	cb->len = rec.len;
+	cb->sent = 0;
+	cb->psock_id = rec.psock_id;
+	return true;
+}
+
+/* Messages queued on kcm, packed ones one by one.  Any context. */
+u32 kcmux_rx_queued(struct kcmux_sock *kcm)
+{
+	struct sk_buff_head *queue = &kcm->sk.sk_receive_queue;
+	const struct kcmux_msg_cb *cb;
+	struct kcmux_pack_rec rec;
+	struct sk_buff *skb;
+	unsigned long flags;
+	u32 n = 0, pos;
+
+	spin_lock_irqsave(&queue->lock, flags);
+	skb_queue_walk(queue, skb) {
+		n++;
+		cb = kcmux_msg_cb(skb);
+		if (!cb->packed)
+			continue;
+		for (pos = cb->offset + cb->len; pos + sizeof(rec) <= skb->len;
+		     pos += sizeof(rec) + rec.len) {
+			memcpy(&rec, skb->data + pos, sizeof(rec));
+			n++;
+		}
+	}
+	spin_unlock_irqrestore(&queue->lock, flags);
+	return n;
+}
+
+/*
+ * Charges skb to kcm and updates steering.  Leave the steering list before
+ * the skb is visible: the reader that takes it then sees rx_ready false
+ * and puts us back (rx_refill).  The queue lock, held by the caller until
+ * the skb is queued, orders the store against that reader.
+ */
+static void kcmux_rx_charge(struct kcmux_sock *kcm, struct sk_buff *skb)
 {
 	struct sock *sk = &kcm->sk;
-
-	lockdep_assert_held(&kcm->mux->lock);
 
 	skb->sk = sk;
 	skb->destructor = kcmux_rfree;
 	atomic_add(skb->truesize, &sk->sk_rmem_alloc);
-
-	/*
-	 * Leave the steering list before the skb is visible: the reader that
-	 * takes it then sees rx_ready false and puts us back (rx_refill).
-	 * The queue lock orders the store against that reader.
-	 */
 	if (kcmux_rx_has_room(sk)) {
 		list_move_tail(&kcm->rx_node, &kcm->mux->rx_socks);
 	} else {
 		list_del_init(&kcm->rx_node);
 		WRITE_ONCE(kcm->rx_ready, false);
 	}
-	skb_queue_tail(&sk->sk_receive_queue, skb);
+}
+
+/* Queues one message on kcm and wakes its reader.  mux->lock held. */
+static void kcmux_rx_enqueue(struct kcmux_sock *kcm, struct sk_buff *skb)
+{
+	struct sk_buff_head *queue = &kcm->sk.sk_receive_queue;
+	struct sk_buff *pack = NULL;
+	unsigned long flags;
+
+	lockdep_assert_held(&kcm->mux->lock);
+
+	spin_lock_irqsave(&queue->lock, flags);
+	if (kcmux_rx_packable(skb)) {
+		pack = kcmux_rx_tail_pack(queue, skb->len);
+		if (pack) {
+			/* No new memory: just take our turn at the back. */
+			list_move_tail(&kcm->rx_node, &kcm->mux->rx_socks);
+		} else {
+			pack = kcmux_rx_pack_alloc();
+			if (pack) {
+				kcmux_rx_charge(kcm, pack);
+				__skb_queue_tail(queue, pack);
+			}
+		}
+		if (pack)
+			kcmux_rx_pack_put(pack, skb);
+	}
+	if (!pack) {
+		kcmux_rx_charge(kcm, skb);
+		__skb_queue_tail(queue, skb);
+	}
+	spin_unlock_irqrestore(&queue->lock, flags);
+
+	if (pack)
+		consume_skb(skb);
 	/* Under mux->lock: a closing socket leaves rx_socks under it too. */
-	sk->sk_data_ready(sk);
+	kcm->sk.sk_data_ready(&kcm->sk);
 }
 
 /* Gives a message to any socket with room, else holds it.  mux->lock. */
@@ -149,8 +283,12 @@ void kcmux_rx_requeue_queue(struct kcmux_sock *kcm)
 		if (kcmux_msg_cb(skb)->sent) {
 			/* Half read by a socket that is closing. */
 			kcm->mux->stats.rx_ready_drops++;
-			kfree_skb(skb);
-			continue;
+			/* Off the queue, the pack gets no appends. */
+			if (!kcmux_msg_cb(skb)->packed ||
+			    !kcmux_rx_pack_advance(skb)) {
+				kfree_skb(skb);
+				continue;
+			}
 		}
 		trace_kcmux_requeue(kcm->mux, kcmux_msg_cb(skb)->psock_id,
 				    kcmux_msg_cb(skb)->len);
@@ -246,7 +384,21 @@ static void kcmux_rx_consume(struct kcmux_sock *kcm, struct sk_buff *skb,
 	}
 	kcm->stats.rx_msgs++;
 	kcm->stats.rx_bytes += cb->len;
-	skb_unlink(skb, &kcm->sk.sk_receive_queue);
+	if (cb->packed) {
+		struct sk_buff_head *queue = &kcm->sk.sk_receive_queue;
+		unsigned long flags;
+		bool more;
+
+		spin_lock_irqsave(&queue->lock, flags);
+		more = kcmux_rx_pack_advance(skb);
+		if (!more)
+			__skb_unlink(skb, queue);
+		spin_unlock_irqrestore(&queue->lock, flags);
+		if (more)
+			return;
+	} else {
+		skb_unlink(skb, &kcm->sk.sk_receive_queue);
+	}
 	kfree_skb(skb);
 	kcmux_rx_refill(kcm);
 }
