@@ -89,7 +89,7 @@ check: modules-all lint
 # The whole suite on a KASAN/lockdep/kmemleak kernel built from Debian's
 # linux-source (first run: ~40 min, then cached under $(CACHE)).
 check-debug:
-	@$(DEPS_SH) build vm tests source
+	@$(DEPS_SH) build vm tests source bpf
 	@set -e; dir=$$(scripts/debug-kernel.sh build); \
 		name=$$(basename $$dir); \
 		$(MAKE) --no-print-directory build/$$name/kcmux.ko \
@@ -98,17 +98,19 @@ check-debug:
 		selftests/run-all.sh --config kcmux@$$dir
 
 demo: modules-all
-	@$(DEPS_SH) vm tests source
+	@$(DEPS_SH) vm tests source bpf
 	$(MAKE) -C selftests
 	scripts/demo.sh
 
 deps:
-	$(DEPS_SH) build vm tests source
+	$(DEPS_SH) build vm tests source bpf install
 
 clean:
 	rm -rf build
 	-$(MAKE) -C selftests clean
 	-$(MAKE) -C examples clean
+	-$(MAKE) -C bpf clean
+	-$(MAKE) -C tools/kcmctl clean
 	rm -f *.o *.ko *.mod *.mod.c modules.order Module.symvers .*.cmd kcm/*.o kcm/.*.cmd
 
 # install, uninstall, dkms-*, install-check, man (last: adds no default goal)
