@@ -247,7 +247,10 @@ struct client {
 	uint8_t *seen;
 };
 
-/* Reads exactly len bytes, giving up after STALL_MS without progress. */
+/*
+ * Reads exactly len bytes, giving up after STALL_MS without progress.
+ * 0 or -errno.
+ */
 static int read_full(int fd, uint8_t *buf, size_t len)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
@@ -256,14 +259,14 @@ static int read_full(int fd, uint8_t *buf, size_t len)
 
 	while (got < len) {
 		if (poll(&pfd, 1, STALL_MS) != 1)
-			return ETIMEDOUT;
+			return -ETIMEDOUT;
 		n = recv(fd, buf + got, len - got, 0);
 		if (n == 0)
-			return ECONNRESET;
+			return -ECONNRESET;
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return errno;
+			return -errno;
 		}
 		got += n;
 	}
@@ -310,7 +313,7 @@ static void *client_main(void *arg)
 			}
 			c->sent++;
 		}
-		c->err = read_full(c->fd, buf, 4);
+		c->err = -read_full(c->fd, buf, 4);
 		if (c->err)
 			return NULL;
 		len = get_be32(buf) + 4;
@@ -318,7 +321,7 @@ static void *client_main(void *arg)
 			c->err = EPROTO;
 			return NULL;
 		}
-		c->err = read_full(c->fd, buf + 4, len - 4);
+		c->err = -read_full(c->fd, buf + 4, len - 4);
 		if (c->err)
 			return NULL;
 		check_reply(c, buf, len);

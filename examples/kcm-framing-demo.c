@@ -167,8 +167,10 @@ static int tcp_pair(int *peer, int *tcp)
 	close(lfd);
 	if (*tcp < 0)
 		return -1;
-	/* One write, one segment: so the byte-by-byte writes below really
-	 * arrive byte by byte. */
+	/*
+	 * One write, one segment: so the byte-by-byte writes below really
+	 * arrive byte by byte.
+	 */
 	setsockopt(*peer, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return 0;
 }
