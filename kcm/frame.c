@@ -37,6 +37,8 @@
 #define KCMUX_MEM_RETRY		(HZ / 10)
 /* kcmux_frame_header() found a message that is not all in TCP yet. */
 #define KCMUX_FRAME_WAIT	1
+/* kcmux_frame_header() delivered a whole small message from the view. */
+#define KCMUX_FRAME_DONE	2
 
 static struct sk_buff *kcmux_view_alloc(struct kcmux_psock *psock,
 					unsigned int size)
@@ -142,6 +144,15 @@ static void kcmux_frame_reset(struct kcmux_frame *f)
 	f->pending = false;
 	if (f->view)
 		skb_trim(f->view, 0);
+}
+
+/* A message of len bytes is complete: its assembly clock stops. */
+static void kcmux_frame_account(struct kcmux_psock *psock, u32 len)
+{
+	cancel_delayed_work(&psock->rx_timer);
+	psock->stats.rx_msgs++;
+	psock->stats.rx_bytes += len;
+	trace_kcmux_msg_rx(psock, len);
 }
 
 /* Makes a linear message skb from the first len bytes of the view. */
@@ -277,6 +288,15 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	/* From here on only the bytes of this skb are taken from TCP. */
 	take = min_t(size_t, left, f->view->len - prev);
 
+	/* Small and whole: no skb of its own, straight into a pack. */
+	if (len <= KCMUX_COPYBREAK && len <= prev + take &&
+	    kcmux_rx_deliver_data(psock, f->view->data, len)) {
+		kcmux_frame_account(psock, len);
+		*used = len - prev;
+		kcmux_frame_reset(f);
+		return KCMUX_FRAME_DONE;
+	}
+
 	if (len <= KCMUX_COPYBREAK || len <= prev + take) {
 		u32 in_view = min_t(u32, len, prev + take);
 
@@ -385,6 +405,11 @@ static int kcmux_frame_actor(read_descriptor_t *desc, struct sk_buff *skb,
 				err = 0;
 				break;
 			}
+			if (err == KCMUX_FRAME_DONE) {
+				used += n;
+				err = 0;
+				continue;
+			}
 			if (err)
 				break;
 			used += n;
@@ -402,11 +427,8 @@ static int kcmux_frame_actor(read_descriptor_t *desc, struct sk_buff *skb,
 		if (f->have == f->msg_len) {
 			struct sk_buff *msg = f->head;
 
-			cancel_delayed_work(&psock->rx_timer);
-			psock->stats.rx_msgs++;
-			psock->stats.rx_bytes += f->msg_len;
+			kcmux_frame_account(psock, f->msg_len);
 			kcmux_msg_cb(msg)->psock_id = psock->id;
-			trace_kcmux_msg_rx(psock, f->msg_len);
 			kcmux_frame_reset(f);
 			if (!kcmux_rx_deliver(psock, msg)) {
 				/* Parked: leave the rest in TCP (backpressure). */

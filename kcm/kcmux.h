@@ -290,6 +290,8 @@ void kcmux_frame_timeout(struct kcmux_psock *psock);
 
 /* rx.c */
 bool kcmux_rx_deliver(struct kcmux_psock *psock, struct sk_buff *skb);
+bool kcmux_rx_deliver_data(struct kcmux_psock *psock, const void *data,
+			   u32 len);
 void kcmux_rx_sock_ready(struct kcmux_sock *kcm);
 void kcmux_rx_requeue_queue(struct kcmux_sock *kcm);
 void kcmux_rx_unpark(struct kcmux_psock *psock);

@@ -65,14 +65,12 @@ static struct sk_buff *kcmux_rx_pack_alloc(void)
 	return pack;
 }
 
-/* Appends msg as a record; a new pack's cb describes its first record. */
-static void kcmux_rx_pack_put(struct sk_buff *pack, struct sk_buff *msg)
+/* Appends a record; a new pack's cb describes its first record. */
+static void kcmux_rx_pack_put(struct sk_buff *pack, const void *data, u32 len,
+			      u32 psock_id)
 {
 	struct kcmux_msg_cb *cb = kcmux_msg_cb(pack);
-	struct kcmux_pack_rec rec = {
-		.len = kcmux_msg_cb(msg)->len,
-		.psock_id = kcmux_msg_cb(msg)->psock_id,
-	};
+	struct kcmux_pack_rec rec = { .len = len, .psock_id = psock_id };
 
 	if (!pack->len) {
 		cb->offset = sizeof(rec);
@@ -81,7 +79,7 @@ static void kcmux_rx_pack_put(struct sk_buff *pack, struct sk_buff *msg)
 		cb->psock_id = rec.psock_id;
 	}
 	skb_put_data(pack, &rec, sizeof(rec));
-	skb_put_data(pack, msg->data, rec.len);
+	skb_put_data(pack, data, len);
 }
 
 /*
@@ -151,40 +149,61 @@ static void kcmux_rx_charge(struct kcmux_sock *kcm, struct sk_buff *skb)
 	}
 }
 
-/* Queues one message on kcm and wakes its reader.  mux->lock held. */
-static void kcmux_rx_enqueue(struct kcmux_sock *kcm, struct sk_buff *skb)
+/*
+ * Queues a small message on kcm as a record of its tail pack (of a new
+ * one if it does not fit) and wakes the reader; false, with nothing done,
+ * if a new pack cannot be allocated.  mux->lock held.
+ */
+static bool kcmux_rx_enqueue_data(struct kcmux_sock *kcm, const void *data,
+				  u32 len, u32 psock_id)
 {
 	struct sk_buff_head *queue = &kcm->sk.sk_receive_queue;
-	struct sk_buff *pack = NULL;
+	struct sk_buff *pack;
 	unsigned long flags;
 
 	lockdep_assert_held(&kcm->mux->lock);
 
 	spin_lock_irqsave(&queue->lock, flags);
-	if (kcmux_rx_packable(skb)) {
-		pack = kcmux_rx_tail_pack(queue, skb->len);
-		if (pack) {
-			/* No new memory: just take our turn at the back. */
-			list_move_tail(&kcm->rx_node, &kcm->mux->rx_socks);
-		} else {
-			pack = kcmux_rx_pack_alloc();
-			if (pack) {
-				kcmux_rx_charge(kcm, pack);
-				__skb_queue_tail(queue, pack);
-			}
+	pack = kcmux_rx_tail_pack(queue, len);
+	if (pack) {
+		/* No new memory: just take our turn at the back. */
+		list_move_tail(&kcm->rx_node, &kcm->mux->rx_socks);
+	} else {
+		pack = kcmux_rx_pack_alloc();
+		if (!pack) {
+			spin_unlock_irqrestore(&queue->lock, flags);
+			return false;
 		}
-		if (pack)
-			kcmux_rx_pack_put(pack, skb);
+		kcmux_rx_charge(kcm, pack);
+		__skb_queue_tail(queue, pack);
 	}
-	if (!pack) {
-		kcmux_rx_charge(kcm, skb);
-		__skb_queue_tail(queue, skb);
-	}
+	kcmux_rx_pack_put(pack, data, len, psock_id);
 	spin_unlock_irqrestore(&queue->lock, flags);
 
-	if (pack)
-		consume_skb(skb);
 	/* Under mux->lock: a closing socket leaves rx_socks under it too. */
+	kcm->sk.sk_data_ready(&kcm->sk);
+	return true;
+}
+
+/* Queues one message on kcm and wakes its reader.  mux->lock held. */
+static void kcmux_rx_enqueue(struct kcmux_sock *kcm, struct sk_buff *skb)
+{
+	struct sk_buff_head *queue = &kcm->sk.sk_receive_queue;
+	unsigned long flags;
+
+	lockdep_assert_held(&kcm->mux->lock);
+
+	if (kcmux_rx_packable(skb) &&
+	    kcmux_rx_enqueue_data(kcm, skb->data, skb->len,
+				  kcmux_msg_cb(skb)->psock_id)) {
+		consume_skb(skb);
+		return;
+	}
+
+	spin_lock_irqsave(&queue->lock, flags);
+	kcmux_rx_charge(kcm, skb);
+	__skb_queue_tail(queue, skb);
+	spin_unlock_irqrestore(&queue->lock, flags);
 	kcm->sk.sk_data_ready(&kcm->sk);
 }
 
@@ -200,6 +219,31 @@ static void kcmux_rx_requeue_one(struct kcmux_mux *mux, struct sk_buff *skb)
 		kcmux_rx_enqueue(kcm, skb);
 	else
 		__skb_queue_tail(&mux->rx_hold, skb);
+}
+
+/*
+ * Called by framing with a small complete message still in its parser
+ * view: copies it straight into a KCM socket's pack.  Returns false, with
+ * nothing done, if no socket has room now or memory is short; framing
+ * then makes an skb of it and calls kcmux_rx_deliver().  TCP socket locked.
+ */
+bool kcmux_rx_deliver_data(struct kcmux_psock *psock, const void *data,
+			   u32 len)
+{
+	struct kcmux_mux *mux = psock->mux;
+	struct kcmux_sock *kcm;
+	bool delivered;
+
+	spin_lock_bh(&mux->lock);
+	kcm = list_first_entry_or_null(&mux->rx_socks, struct kcmux_sock,
+				       rx_node);
+	delivered = kcm && kcmux_rx_enqueue_data(kcm, data, len, psock->id);
+	if (delivered) {
+		mux->stats.rx_msgs++;
+		mux->stats.rx_bytes += len;
+	}
+	spin_unlock_bh(&mux->lock);
+	return delivered;
 }
 
 /*
