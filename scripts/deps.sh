@@ -73,7 +73,7 @@ packages_of() {
 		echo dnsmasq-base bind9-dnsutils memcached libmemcached-tools
 		echo postgresql socat python3-thrift kcat
 		;;
-	install) echo dkms python3-docutils ;;
+	install) echo dkms python3-docutils pkg-config groff-base openssl ;;
 	bench)  echo gnuplot-nox ;;
 	source) echo linux-source-6.12 xz-utils ;;
 	tests)  echo libc6-dev gcc make ;;
