@@ -712,6 +712,32 @@ TEST_F(kcmctl, show_text)
 	}
 }
 
+/*
+ * -n NAME: the namespace named NAME in /run/netns, as `ip netns add`
+ * makes it (a bind mount of the namespace), here the owner's.
+ */
+TEST_F(kcmctl, show_named_netns)
+{
+	static const char path[] = "/run/netns/kcmctl-test";
+	struct kt_run *r;
+	int fd;
+
+	mkdir("/run", 0755);
+	mkdir("/run/netns", 0755);
+	fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	ASSERT_LE(0, fd) TH_LOG("%s: %s", path, strerror(errno));
+	close(fd);
+	ASSERT_EQ(0, mount(self->o.netns, path, NULL, MS_BIND, NULL))
+		TH_LOG("bind mount: %s", strerror(errno));
+	ASSERT_EQ(NULL, kt_ok(kt_attach_parser(&self->p, &self->o, 1, false)));
+	r = kt_run(&self->p, "-j", "-n", "kcmctl-test", "show", NULL);
+	umount(path);
+	unlink(path);
+	ASSERT_EQ(NULL, kt_ok(r));
+	ASSERT_EQ(NULL, kt_json(r));
+	ASSERT_NE(NULL, strstr(r->out, "\"nr_psocks\":1"));
+}
+
 /* show source netlink: kcmux only; on in-tree kcm, one clear error. */
 TEST_F(kcmctl, show_netlink)
 {

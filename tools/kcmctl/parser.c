@@ -96,6 +96,8 @@ static int parser_scan_dir(const struct kcmctl *k, char **names, size_t max,
 		names[*n] = strndup(de->d_name, len - slen);
 		if (!names[*n]) {
 			closedir(d);
+			while (*n)
+				free(names[--*n]);
 			return kc_err(ENOMEM, "parser directory %s",
 				      k->parser_dir);
 		}
