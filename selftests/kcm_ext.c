@@ -2429,7 +2429,7 @@ TEST_F(target, framing_error_epipe)
  * window is a race; a message accepted anyway must still never reach
  * another psock.
  */
-#define KX_EPIPE_ROUNDS	30
+#define KX_EPIPE_ROUNDS	200
 
 TEST(target_epipe_once_error_visible)
 {
