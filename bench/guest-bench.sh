@@ -4,7 +4,8 @@
 # guest-bench.sh - the guest side of bench/run.sh (busybox sh, in a VM
 # booted without any AF_KCM module).
 #
-#   guest-bench.sh [--quick] [--rounds N] [--secs S] [--warmup S] [DIR]
+#   guest-bench.sh [--quick | --profile] [--rounds N] [--secs S]
+#                  [--warmup S] [DIR]
 #
 # DIR (default /bench) holds kcm_bench, kcmux.ko and the kernel's own
 # kcm.ko.  Every workload is measured on every variant back to back, the
@@ -14,6 +15,10 @@
 # alike.  Output, one line per measurement, for bench/report.py:
 #
 #   R <round> <workload> <variant> <json from kcm_bench>
+#
+# --profile measures nothing: it runs a few workloads on kcmux and on the
+# in-tree module with kcm_prof sampling the CPUs meanwhile, and prints
+# each profile under a line "P <workload> <variant>".
 #
 # Variants:
 #   kcmux     kcmux.ko, BPF length parser
@@ -34,10 +39,12 @@ rounds=3
 secs=1.0
 warmup=0.4
 quick=0
+profile=0
 
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick)  quick=1 ;;
+	--profile) profile=1 ;;
 	--rounds) rounds=$2; shift ;;
 	--secs)   secs=$2; shift ;;
 	--warmup) warmup=$2; shift ;;
@@ -186,6 +193,40 @@ case $probe in
 esac
 if [ -r /sys/module/kcmux/srcversion ]; then
 	say "kcmux srcversion $(cat /sys/module/kcmux/srcversion)"
+fi
+
+# profile WORKLOAD VARIANT KCM_BENCH_ARGS...: where the CPU time goes.
+profile_one() {
+	local wl=$1 var=$2
+	shift 2
+
+	case $var in
+	kcmux|framing) use kcmux ;;
+	intree) use kcm ;;
+	esac || return
+	echo "P $wl $var"
+	"$bench" "$@" --secs 2.5 --warmup 0.3 --label "$var" >/tmp/result 2>&1 &
+	sleep 0.8
+	"$dir/kcm_prof" -n 25 1.5
+	wait
+	echo "P-result $(tail -n 1 /tmp/result | cut -c1-400)"
+}
+
+if [ $profile = 1 ]; then
+	for var in kcmux intree; do
+		a=$(args_of $var)
+		profile_one rx-1x1-64 $var run --dir rx --size 64 $a
+		profile_one rx-1x1-512 $var run --dir rx --size 512 $a
+		profile_one rx-1x1-4096 $var run --dir rx --size 4096 $a
+		profile_one tx-1x1-64 $var run --dir tx --size 64 $a
+		profile_one tx-1x1-65536 $var run --dir tx --size 65536 $a
+		for n in 1 100 1000; do
+			profile_one rx-psocks-$n $var run --dir rx --size 64 \
+				--psocks $n --bufsize 131072 --chunk 4096 $a
+		done
+	done
+	unload
+	exit 0
 fi
 
 # A file, not a pipe: the loop must run in this shell, which tracks
