@@ -283,7 +283,8 @@ static bool faults_used;	/* ... at some point of the run */
  */
 static bool fault_errno(int e)
 {
-	return faults_on && (e == ENOMEM || e == ENOBUFS);
+	/* ENFILE: sock_alloc() failed, what socket() says then too. */
+	return faults_on && (e == ENOMEM || e == ENOBUFS || e == ENFILE);
 }
 
 /*
@@ -2820,27 +2821,30 @@ static void op_attach_again(struct wctx *w)
 	k = ksock_pick(&w->rng, NULL);
 	if (k) {
 		pthread_mutex_lock(&p->lock);
-		if (p->state == PS_ATTACHED && !atomic_load(&p->dead)) {
+		/*
+		 * Under the table lock: the last socket of p's mux cannot be
+		 * closed meanwhile, so the kernel still has p attached (a
+		 * dying mux hands its TCP sockets back, and then this attach
+		 * would rightly succeed).
+		 */
+		pthread_mutex_lock(&tbl);
+		if (p->state == PS_ATTACHED && !atomic_load(&p->dead) &&
+		    !p->mux->destroyed) {
 			a.fd = p->fd;
 			a.bpf_fd = k->mux->fixed_len ?
 				   bpf_fixed[fixed_index(k->mux->fixed_len)] :
 				   bpf_var[0];
 			rc = SYS(ioctl(k->fd, SIOCKCMATTACH, &a));
-			/*
-			 * Free again only if its mux died (and unattached it)
-			 * under us; then the new attach stands, and the next
-			 * close of a socket of k's mux cleans up.
-			 */
-			if (rc >= 0 && !atomic_load(&k->dead) && !p->mux->destroyed)
+			if (rc >= 0)
 				fail(OP_ATTACH_AGAIN, "psock %u attached twice (mux %u, then mux %u)",
 				     p->serial, p->mux->serial, k->mux->serial);
 			/* A reset connection is refused before anything else. */
 			judge(OP_ATTACH_AGAIN, rc,
 			      atomic_load(&p->rst_sent) ? ERRS(EALREADY, EOPNOTSUPP) :
 							  ERRS(EALREADY),
-			      atomic_load(&k->dead) || p->mux->destroyed,
-			      "second SIOCKCMATTACH");
+			      atomic_load(&k->dead), "second SIOCKCMATTACH");
 		}
+		pthread_mutex_unlock(&tbl);
 		pthread_mutex_unlock(&p->lock);
 		ksock_put(k);
 	}
@@ -3811,7 +3815,7 @@ static void *worker_main(void *arg)
 static const char *const fi_dirs[] = { "/sys/kernel/debug/failslab",
 				       "/sys/kernel/debug/fail_page_alloc" };
 
-static int fi_write(const char *dir, const char *file, long long val)
+static int fi_write(const char *dir, const char *file, unsigned long long val)
 {
 	char path[128], buf[32];
 	int fd, n, err = 0;
@@ -3820,7 +3824,7 @@ static int fi_write(const char *dir, const char *file, long long val)
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	n = snprintf(buf, sizeof(buf), "%lld\n", val);
+	n = snprintf(buf, sizeof(buf), "%llu\n", val);
 	if (write(fd, buf, n) != n)
 		err = -errno;
 	close(fd);
@@ -3881,12 +3885,47 @@ static bool module_text(unsigned long *start, unsigned long *end)
 	return true;
 }
 
+/*
+ * The text of a core kernel function: [start of name, next symbol).  A
+ * user page fault taken while the module copies to or from user memory
+ * has the module on its stack too; failing its allocations would only
+ * test the page fault handler (EFAULT), so it is excluded.
+ */
+static bool kernel_func(const char *func, unsigned long *start,
+			unsigned long *end)
+{
+	char line[512], name[256], mod[64], type;
+	unsigned long addr, at = 0, next = ULONG_MAX;
+	FILE *f = fopen("/proc/kallsyms", "re");
+	int n;
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		n = sscanf(line, "%lx %c %255s %63s", &addr, &type, name, mod);
+		if (n == 3 && (type == 't' || type == 'T') && !strcmp(name, func))
+			at = addr;
+	}
+	rewind(f);
+	while (at && fgets(line, sizeof(line), f)) {
+		n = sscanf(line, "%lx %c %255s %63s", &addr, &type, name, mod);
+		if (n == 3 && addr > at && addr < next)
+			next = addr;
+	}
+	fclose(f);
+	if (!at || next == ULONG_MAX)
+		return false;
+	*start = at;
+	*end = next;
+	return true;
+}
+
 static long long fi_hits[2];
 
 /* Configures both fault types; probability pct (0: only fail-nth). */
 static bool fi_setup(int pct)
 {
-	unsigned long lo, hi;
+	unsigned long lo, hi, fault_lo, fault_hi;
 	unsigned int i;
 	int err = 0;
 
@@ -3898,6 +3937,10 @@ static bool fi_setup(int pct)
 	if (!module_text(&lo, &hi)) {
 		fprintf(stderr, "kcm_stress: no text symbols of [%s] in /proc/kallsyms\n",
 			cfg.module);
+		return false;
+	}
+	if (!kernel_func("handle_mm_fault", &fault_lo, &fault_hi)) {
+		fprintf(stderr, "kcm_stress: no handle_mm_fault in /proc/kallsyms\n");
 		return false;
 	}
 	for (i = 0; i < 2; i++) {
@@ -3913,10 +3956,10 @@ static bool fi_setup(int pct)
 		err |= fi_write(d, "task-filter", 0);
 		err |= fi_write(d, "ignore-gfp-wait", 0);
 		err |= fi_write(d, "stacktrace-depth", 32);
-		err |= fi_write(d, "require-start", (long long)lo);
-		err |= fi_write(d, "require-end", (long long)hi);
-		err |= fi_write(d, "reject-start", 0);
-		err |= fi_write(d, "reject-end", 0);
+		err |= fi_write(d, "require-start", lo);
+		err |= fi_write(d, "require-end", hi);
+		err |= fi_write(d, "reject-start", fault_lo);
+		err |= fi_write(d, "reject-end", fault_hi);
 		if (i == 1) {
 			err |= fi_write(d, "ignore-gfp-highmem", 0);
 			err |= fi_write(d, "min-order", 0);
@@ -3927,7 +3970,8 @@ static bool fi_setup(int pct)
 			strerror(-err));
 		return false;
 	}
-	note("fault injection: %s text %#lx-%#lx, %d%%", cfg.module, lo, hi, pct);
+	note("fault injection: %s text %#lx-%#lx, not under handle_mm_fault %#lx-%#lx, %d%%",
+	     cfg.module, lo, hi, fault_lo, fault_hi, pct);
 	for (i = 0; i < 2; i++)
 		if (fi_write(fi_dirs[i], "probability", pct))
 			return false;
@@ -4513,8 +4557,679 @@ int main(int argc, char **argv)
 	return rc;
 }
 
+
+/*
+ * --fail-nth: for each operation below, run it with its 1st, 2nd, ...
+ * allocation (in the module's call paths) failing, until it makes no
+ * more allocations.  After each run the multiplexor must still work and
+ * no message may be lost: a failed call changed nothing, a successful
+ * one did all of its job.
+ */
+
+#define NTH_MAX		400
+#define NTH_STREAM	0x7ffffff0u
+
+struct nth_env {
+	int k, k2;		/* KCM sockets of one mux (k2 may be -1) */
+	int tcp, peer;		/* a TCP connection: our end, far end */
+	bool attached;
+	uint32_t fixed;		/* message length on the reference, else 0 */
+	uint64_t seq;		/* next message number */
+	uint8_t *buf, *buf2;
+};
+
+static int nth_write(int n)
+{
+	char b[16];
+	int fd = open("/proc/thread-self/fail-nth", O_WRONLY | O_CLOEXEC);
+	int len = snprintf(b, sizeof(b), "%d", n), err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, b, len) != len)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/* True if the armed failure happened; disarms. */
+static bool nth_fired(void)
+{
+	char b[16] = "";
+	int fd = open("/proc/thread-self/fail-nth", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, b, sizeof(b) - 1);
+
+	if (fd >= 0)
+		close(fd);
+	nth_write(0);
+	return n > 0 && atoi(b) == 0;
+}
+
+static uint32_t nth_len(struct nth_env *e, uint32_t want)
+{
+	return e->fixed ? e->fixed : want;
+}
+
+static int nth_parser(struct nth_env *e)
+{
+	return e->fixed ? bpf_fixed[fixed_index(e->fixed)] : bpf_var[0];
+}
+
+static void nth_down(struct nth_env *e)
+{
+	if (e->k >= 0)
+		close(e->k);
+	if (e->k2 >= 0)
+		close(e->k2);
+	if (e->tcp >= 0)
+		close(e->tcp);
+	if (e->peer >= 0)
+		close(e->peer);
+	e->k = e->k2 = e->tcp = e->peer = -1;
+	e->attached = false;
+}
+
+static int nth_kcm(int type)
+{
+	int fd = kcm_socket(type);
+
+	if (fd >= 0) {
+		set_timeo_ms(fd, SO_RCVTIMEO, 3000);
+		set_timeo_ms(fd, SO_SNDTIMEO, 3000);
+	}
+	return fd;
+}
+
+static int nth_pair(struct nth_env *e)
+{
+	struct kcm_tcp_opts o = { .rcvbuf = 4 << 20, .sndtimeo_ms = 3000 };
+	int fds[2], err;
+
+	err = kcm_tcp_pair_opts(AF_INET, fds, &o);
+	if (err)
+		return err;
+	e->peer = fds[0];
+	e->tcp = fds[1];
+	set_timeo_ms(e->tcp, SO_RCVTIMEO, 3000);
+	set_timeo_ms(e->peer, SO_RCVTIMEO, 3000);
+	return 0;
+}
+
+/* What each step needs, unarmed; 0 or -errno. */
+static int nth_up(struct nth_env *e, bool clone, bool pair, bool attach)
+{
+	struct kcm_clone cl = { .fd = -1 };
+
+	e->k = e->k2 = e->tcp = e->peer = -1;
+	e->attached = false;
+	e->k = nth_kcm(SOCK_DGRAM);
+	if (e->k < 0)
+		return e->k;
+	if (clone) {
+		if (ioctl(e->k, SIOCKCMCLONE, &cl))
+			return -errno;
+		e->k2 = cl.fd;
+		set_timeo_ms(e->k2, SO_RCVTIMEO, 3000);
+	}
+	if (pair && nth_pair(e))
+		return -EIO;
+	if (attach) {
+		if (kcm_attach(e->k, e->tcp, nth_parser(e)))
+			return -errno;
+		e->attached = true;
+	}
+	return 0;
+}
+
+/* The peer writes message seq of len bytes. */
+static bool nth_peer_send(struct nth_env *e, uint32_t len)
+{
+	msg_build(e->buf, len, NTH_STREAM, e->seq++, 0);
+	return !kcm_send_all(e->peer, e->buf, len);
+}
+
+/* Reads one message on fd and checks it is (NTH_STREAM, seq, len). */
+static const char *nth_expect(struct nth_env *e, int fd, uint64_t seq,
+			      uint32_t len)
+{
+	struct wire_hdr h;
+	ssize_t n;
+
+	if (kcm_poll(fd, POLLIN, 5000) <= 0)
+		return "no message within 5 s";
+	n = recv(fd, e->buf2, MAX_MSG, MSG_DONTWAIT);
+	if (n < 0)
+		return strerror(errno);
+	if ((size_t)n != len || !hdr_ok(e->buf2, &h) || h.stream != NTH_STREAM ||
+	    h.seq != seq)
+		return "not the message sent";
+	if (body_check(e->buf2 + HDR_LEN, len - HDR_LEN, NTH_STREAM, seq) !=
+	    len - HDR_LEN)
+		return "corrupt body";
+	return NULL;
+}
+
+/* The peer reads one whole message and checks it. */
+static const char *nth_peer_expect(struct nth_env *e, uint64_t seq,
+				   uint32_t len)
+{
+	struct wire_hdr h;
+
+	if (kcm_read_exact(e->peer, e->buf2, len, 5000) != (ssize_t)len)
+		return "peer: no whole message within 5 s";
+	if (!hdr_ok(e->buf2, &h) || h.stream != NTH_STREAM || h.seq != seq)
+		return "peer: not the message sent";
+	if (body_check(e->buf2 + HDR_LEN, len - HDR_LEN, NTH_STREAM, seq) !=
+	    len - HDR_LEN)
+		return "peer: corrupt body";
+	return NULL;
+}
+
+/* The mux works both ways: peer -> kcm socket rx, kcm socket tx -> peer. */
+static const char *nth_roundtrip(struct nth_env *e, int rx, int tx)
+{
+	uint32_t len = nth_len(e, 200);
+	const char *why;
+	uint64_t seq;
+
+	seq = e->seq;
+	if (!nth_peer_send(e, len))
+		return "peer send failed";
+	why = nth_expect(e, rx, seq, len);
+	if (why)
+		return why;
+	seq = e->seq++;
+	msg_build(e->buf, len, NTH_STREAM, seq, 0);
+	if (send(tx, e->buf, len, MSG_NOSIGNAL) != (ssize_t)len)
+		return "send failed";
+	return nth_peer_expect(e, seq, len);
+}
+
+/* The TCP connection is plain TCP again: bytes go through untouched. */
+static const char *nth_plain_tcp(struct nth_env *e)
+{
+	static const char ping[] = "plain tcp";
+	char got[sizeof(ping)];
+
+	if (kcm_send_all(e->peer, ping, sizeof(ping)))
+		return "peer write failed";
+	if (kcm_read_exact(e->tcp, got, sizeof(got), 5000) != sizeof(got) ||
+	    memcmp(got, ping, sizeof(ping)))
+		return "TCP socket did not get the bytes: still attached?";
+	return NULL;
+}
+
+struct nth_case {
+	const char *name;
+	bool ext;		/* needs the kcmux extensions */
+	bool kcmux_only;	/* relies on kcmux semantics */
+	/* Sets up, runs the armed call (between nth_write and nth_fired),
+	 * checks.  Returns NULL or a failure; *fired says if it failed. */
+	const char *(*run)(struct nth_env *e, int n, bool *fired, long *rc);
+};
+
+#define ARM(n)		nth_write(n)
+#define DISARM(f)	(*(f) = nth_fired())
+
+static const char *nth_socket(struct nth_env *e, int n, bool *fired, long *rc)
+{
+	e->k = e->k2 = e->tcp = e->peer = -1;
+	ARM(n);
+	*rc = SYS(socket(AF_KCM, SOCK_DGRAM | SOCK_CLOEXEC, KCMPROTO_CONNECTED));
+	DISARM(fired);
+	if (*rc < 0)
+		return NULL;
+	e->k = *rc;
+	set_timeo_ms(e->k, SO_RCVTIMEO, 3000);
+	if (nth_pair(e) || kcm_attach(e->k, e->tcp, nth_parser(e)))
+		return "new socket cannot attach";
+	return nth_roundtrip(e, e->k, e->k);
+}
+
+static const char *nth_clone(struct nth_env *e, int n, bool *fired, long *rc)
+{
+	struct kcm_clone cl = { .fd = -1 };
+	int one = 1;
+
+	if (nth_up(e, false, true, true))
+		return "setup";
+	ARM(n);
+	*rc = SYS(ioctl(e->k, SIOCKCMCLONE, &cl));
+	DISARM(fired);
+	if (*rc < 0)
+		return nth_roundtrip(e, e->k, e->k);
+	e->k2 = cl.fd;
+	set_timeo_ms(e->k2, SO_RCVTIMEO, 3000);
+	/* Receive only on the clone. */
+	if (setsockopt(e->k, SOL_KCM, KCM_RECV_DISABLE, &one, sizeof(one)))
+		return "KCM_RECV_DISABLE";
+	return nth_roundtrip(e, e->k2, e->k2);
+}
+
+static const char *nth_attach_common(struct nth_env *e, int n, bool *fired,
+				     long *rc, bool ext, int queued)
+{
+	struct kcmux_attach xa;
+	struct kcm_attach a;
+	uint32_t len = nth_len(e, 300);
+	uint64_t first = e->seq;
+	const char *why;
+	int i;
+
+	if (nth_up(e, false, true, false))
+		return "setup";
+	for (i = 0; i < queued; i++)
+		if (!nth_peer_send(e, len))
+			return "peer send";
+	if (queued)
+		kcm_msleep(50);	/* in the TCP receive queue */
+	if (ext) {
+		memset(&xa, 0, sizeof(xa));
+		xa.size = sizeof(xa);
+		xa.flags = KCMUX_ATTACH_FRAMING;
+		xa.fd = e->tcp;
+		xa.framing.width = 4;
+		ARM(n);
+		*rc = SYS(ioctl(e->k, SIOCKCMATTACH_EXT, &xa));
+		DISARM(fired);
+	} else {
+		a.fd = e->tcp;
+		a.bpf_fd = nth_parser(e);
+		ARM(n);
+		*rc = SYS(ioctl(e->k, SIOCKCMATTACH, &a));
+		DISARM(fired);
+	}
+	if (*rc < 0) {
+		/* Nothing attached: the queued bytes are still TCP's. */
+		if (queued) {
+			if (kcm_read_exact(e->tcp, e->buf2, len, 5000) != len)
+				return "queued bytes gone after a failed attach";
+			return NULL;
+		}
+		return nth_plain_tcp(e);
+	}
+	e->attached = true;
+	for (i = 0; i < queued; i++) {
+		why = nth_expect(e, e->k, first + i, len);
+		if (why)
+			return why;
+	}
+	return nth_roundtrip(e, e->k, e->k);
+}
+
+static const char *nth_attach(struct nth_env *e, int n, bool *fired, long *rc)
+{
+	return nth_attach_common(e, n, fired, rc, false, 0);
+}
+
+static const char *nth_attach_ext(struct nth_env *e, int n, bool *fired,
+				  long *rc)
+{
+	return nth_attach_common(e, n, fired, rc, true, 0);
+}
+
+static const char *nth_attach_queued(struct nth_env *e, int n, bool *fired,
+				     long *rc)
+{
+	return nth_attach_common(e, n, fired, rc, false, 3);
+}
+
+static const char *nth_send_common(struct nth_env *e, int n, bool *fired,
+				   long *rc, uint32_t want, bool psock)
+{
+	uint32_t len = nth_len(e, want);
+	uint64_t seq;
+	struct kcm_attach a;
+	const char *why;
+
+	if (nth_up(e, false, true, psock))
+		return "setup";
+	seq = e->seq++;
+	msg_build(e->buf, len, NTH_STREAM, seq, 0);
+	ARM(n);
+	*rc = SYS(send(e->k, e->buf, len, MSG_NOSIGNAL));
+	DISARM(fired);
+	if (!psock) {
+		a.fd = e->tcp;
+		a.bpf_fd = nth_parser(e);
+		if (ioctl(e->k, SIOCKCMATTACH, &a))
+			return "attach after the send";
+	}
+	if (*rc >= 0) {
+		if (*rc != len)
+			return "short send";
+		why = nth_peer_expect(e, seq, len);
+		if (why)
+			return why;
+	}
+	/* A failed send left nothing behind: the next message is whole. */
+	return nth_roundtrip(e, e->k, e->k);
+}
+
+static const char *nth_send_small(struct nth_env *e, int n, bool *fired,
+				  long *rc)
+{
+	return nth_send_common(e, n, fired, rc, 100, true);
+}
+
+static const char *nth_send_large(struct nth_env *e, int n, bool *fired,
+				  long *rc)
+{
+	return nth_send_common(e, n, fired, rc, 100000, true);
+}
+
+static const char *nth_send_queued(struct nth_env *e, int n, bool *fired,
+				   long *rc)
+{
+	return nth_send_common(e, n, fired, rc, 3000, false);
+}
+
+/* The last part of a MSG_MORE message fails: the first part stays. */
+static const char *nth_send_more(struct nth_env *e, int n, bool *fired,
+				 long *rc)
+{
+	uint32_t len = nth_len(e, 5000), cut = len / 3;
+	uint64_t seq;
+
+	if (nth_up(e, false, true, true))
+		return "setup";
+	seq = e->seq++;
+	msg_build(e->buf, len, NTH_STREAM, seq, 0);
+	if (send(e->k, e->buf, cut, MSG_MORE | MSG_NOSIGNAL) != (ssize_t)cut)
+		return "first part";
+	ARM(n);
+	*rc = SYS(send(e->k, e->buf + cut, len - cut, MSG_NOSIGNAL));
+	DISARM(fired);
+	if (*rc < 0 &&
+	    send(e->k, e->buf + cut, len - cut, MSG_NOSIGNAL) != len - cut)
+		return "last part, again";
+	return nth_peer_expect(e, seq, len);
+}
+
+/* A message waits on the KCM socket; the read fails, the message stays. */
+static const char *nth_recv(struct nth_env *e, int n, bool *fired, long *rc)
+{
+	uint32_t len = nth_len(e, 700);
+	uint64_t seq;
+	const char *why;
+
+	if (nth_up(e, false, true, true))
+		return "setup";
+	seq = e->seq;
+	if (!nth_peer_send(e, len) || kcm_poll(e->k, POLLIN, 5000) <= 0)
+		return "no message to read";
+	ARM(n);
+	*rc = SYS(recv(e->k, e->buf2, MAX_MSG, MSG_DONTWAIT));
+	DISARM(fired);
+	if (*rc < 0)
+		return nth_expect(e, e->k, seq, len);
+	if (*rc != len || body_check(e->buf2 + HDR_LEN, len - HDR_LEN,
+				     NTH_STREAM, seq) != len - HDR_LEN)
+		return "wrong message";
+	why = nth_roundtrip(e, e->k, e->k);
+	return why;
+}
+
+static const char *nth_splice(struct nth_env *e, int n, bool *fired, long *rc)
+{
+	uint32_t len = nth_len(e, 9000);
+	int p[2];
+	uint64_t seq;
+	const char *why = NULL;
+
+	if (nth_up(e, false, true, true))
+		return "setup";
+	seq = e->seq;
+	if (!nth_peer_send(e, len) || kcm_poll(e->k, POLLIN, 5000) <= 0)
+		return "no message to splice";
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK))
+		return "pipe";
+	ARM(n);
+	*rc = SYS(splice(e->k, NULL, p[1], NULL, MAX_MSG, SPLICE_F_NONBLOCK));
+	DISARM(fired);
+	if (*rc < 0)
+		why = nth_expect(e, e->k, seq, len);
+	else if (*rc != len || pipe_read_exact(p[0], e->buf2, len, 5000) != len ||
+		 body_check(e->buf2 + HDR_LEN, len - HDR_LEN, NTH_STREAM, seq) !=
+		 len - HDR_LEN)
+		why = "spliced the wrong bytes";
+	close(p[0]);
+	close(p[1]);
+	return why;
+}
+
+/* Messages queued on k move to k2 when k stops receiving. */
+static const char *nth_recv_disable(struct nth_env *e, int n, bool *fired,
+				    long *rc)
+{
+	uint32_t len = nth_len(e, 400);
+	int one = 1, zero = 0, i;
+	uint64_t first;
+	const char *why;
+
+	if (nth_up(e, true, true, true))
+		return "setup";
+	if (setsockopt(e->k2, SOL_KCM, KCM_RECV_DISABLE, &one, sizeof(one)))
+		return "disable k2";
+	first = e->seq;
+	for (i = 0; i < 3; i++)
+		if (!nth_peer_send(e, len))
+			return "peer send";
+	for (i = 0; i < 100 && kcm_inq(e->k) >= 0; i++) {
+		if (kcm_poll(e->k, POLLIN, 50) > 0 && i > 3)
+			break;
+	}
+	if (setsockopt(e->k2, SOL_KCM, KCM_RECV_DISABLE, &zero, sizeof(zero)))
+		return "enable k2";
+	ARM(n);
+	*rc = SYS(setsockopt(e->k, SOL_KCM, KCM_RECV_DISABLE, &one, sizeof(one)));
+	DISARM(fired);
+	for (i = 0; i < 3; i++) {
+		why = nth_expect(e, *rc < 0 ? e->k : e->k2, first + i, len);
+		if (why && *rc < 0)
+			why = nth_expect(e, e->k2, first + i, len);
+		if (why)
+			return why;
+	}
+	return NULL;
+}
+
+static const char *nth_unattach(struct nth_env *e, int n, bool *fired,
+				long *rc)
+{
+	struct kcm_unattach u;
+
+	if (nth_up(e, false, true, true))
+		return "setup";
+	u.fd = e->tcp;
+	ARM(n);
+	*rc = SYS(ioctl(e->k, SIOCKCMUNATTACH, &u));
+	DISARM(fired);
+	if (*rc < 0)
+		return nth_roundtrip(e, e->k, e->k);
+	return nth_plain_tcp(e);
+}
+
+/* Closing the last socket with messages queued both ways. */
+static const char *nth_close_last(struct nth_env *e, int n, bool *fired,
+				  long *rc)
+{
+	uint32_t len = nth_len(e, 600);
+
+	if (nth_up(e, false, true, true))
+		return "setup";
+	if (!nth_peer_send(e, len) || kcm_poll(e->k, POLLIN, 5000) <= 0)
+		return "no message queued";
+	msg_build(e->buf, len, NTH_STREAM, e->seq++, 0);
+	send(e->k, e->buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	ARM(n);
+	*rc = SYS(close(e->k));
+	DISARM(fired);
+	e->k = -1;
+	/* The mux is gone: TCP gets its callbacks back. */
+	kcm_read_exact(e->peer, e->buf2, len, 2000);
+	return nth_plain_tcp(e);
+}
+
+/* Closing a socket whose queue moves to its sibling. */
+static const char *nth_close_requeue(struct nth_env *e, int n, bool *fired,
+				     long *rc)
+{
+	uint32_t len = nth_len(e, 600);
+	int one = 1, zero = 0;
+	uint64_t seq;
+
+	if (nth_up(e, true, true, true))
+		return "setup";
+	if (setsockopt(e->k2, SOL_KCM, KCM_RECV_DISABLE, &one, sizeof(one)))
+		return "disable k2";
+	seq = e->seq;
+	if (!nth_peer_send(e, len) || kcm_poll(e->k, POLLIN, 5000) <= 0)
+		return "no message queued";
+	if (setsockopt(e->k2, SOL_KCM, KCM_RECV_DISABLE, &zero, sizeof(zero)))
+		return "enable k2";
+	ARM(n);
+	*rc = SYS(close(e->k));
+	DISARM(fired);
+	e->k = -1;
+	return nth_expect(e, e->k2, seq, len);
+}
+
+static const char *nth_targeted(struct nth_env *e, int n, bool *fired,
+				long *rc)
+{
+	struct kcmux_psock_id q;
+	union {
+		char buf[CMSG_SPACE(sizeof(uint32_t))];
+		struct cmsghdr align;
+	} cm;
+	uint32_t len = 500;
+	struct iovec iov;
+	struct msghdr mh = { 0 };
+	struct cmsghdr *c;
+	uint64_t seq;
+
+	if (nth_up(e, false, true, true))
+		return "setup";
+	q.fd = e->tcp;
+	if (ioctl(e->k, SIOCKCMPSOCKID, &q))
+		return "SIOCKCMPSOCKID";
+	seq = e->seq++;
+	msg_build(e->buf, len, NTH_STREAM, seq, q.psock_id);
+	iov.iov_base = e->buf;
+	iov.iov_len = len;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cm.buf;
+	mh.msg_controllen = sizeof(cm.buf);
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_KCM;
+	c->cmsg_type = KCMUX_ORIGIN;
+	c->cmsg_len = CMSG_LEN(sizeof(uint32_t));
+	memcpy(CMSG_DATA(c), &q.psock_id, sizeof(uint32_t));
+	ARM(n);
+	*rc = SYS(sendmsg(e->k, &mh, MSG_NOSIGNAL));
+	DISARM(fired);
+	if (*rc >= 0)
+		return nth_peer_expect(e, seq, len);
+	return nth_roundtrip(e, e->k, e->k);
+}
+
+static const struct nth_case nth_cases[] = {
+	{ "socket", false, false, nth_socket },
+	{ "clone", false, false, nth_clone },
+	{ "attach", false, false, nth_attach },
+	{ "attach-ext", true, false, nth_attach_ext },
+	{ "attach-queued", false, false, nth_attach_queued },
+	{ "send-small", false, false, nth_send_small },
+	{ "send-large", false, false, nth_send_large },
+	{ "send-unattached", false, false, nth_send_queued },
+	{ "send-more", false, true, nth_send_more },
+	{ "send-targeted", true, false, nth_targeted },
+	{ "recv", false, false, nth_recv },
+	{ "splice-read", false, true, nth_splice },
+	{ "recv-disable", false, false, nth_recv_disable },
+	{ "unattach", false, false, nth_unattach },
+	{ "close-requeue", false, false, nth_close_requeue },
+	{ "close-last", false, false, nth_close_last },
+};
+
 static int run_fail_nth(void)
 {
-	fprintf(stderr, "kcm_stress: --fail-nth not implemented yet\n");
-	return 2;
+	unsigned int i;
+	int n, points, failed = 0, injected_total = 0;
+	struct nth_env e;
+
+	my_role = "fail-nth";
+	my_idx = 0;
+	if (!fi_setup(0))
+		return 2;
+	if (nth_write(0)) {
+		fprintf(stderr, "kcm_stress: /proc/thread-self/fail-nth: %s\n",
+			strerror(errno));
+		return 2;
+	}
+	memset(&e, 0, sizeof(e));
+	e.buf = malloc(MAX_MSG);
+	e.buf2 = malloc(MAX_MSG);
+	if (!e.buf || !e.buf2)
+		abort();
+	for (i = 0; i < sizeof(nth_cases) / sizeof(nth_cases[0]); i++) {
+		const struct nth_case *c = &nth_cases[i];
+		unsigned long before = atomic_load(&st.failures);
+		unsigned long errs[ERRNO_MAX] = { 0 };
+
+		if ((c->ext && !cfg.ext_attach) ||
+		    (c->ext && !strcmp(c->name, "send-targeted") && !cfg.ext_origin) ||
+		    (c->kcmux_only && cfg.reference)) {
+			printf("  %-16s skipped: %s\n", c->name,
+			       c->ext ? "extension not available" :
+					"kcmux semantics (in-tree differs)");
+			continue;
+		}
+		points = 0;
+		for (n = 1; n <= NTH_MAX; n++) {
+			const char *why;
+			bool fired = false;
+			long rc = 0;
+
+			e.fixed = cfg.reference ?
+				  (strstr(c->name, "large") ? 65536 : 512) : 0;
+			why = c->run(&e, n, &fired, &rc);
+			nth_write(0);
+			if (rc < 0)
+				errs[-rc < ERRNO_MAX ? -rc : 0]++;
+			if (why)
+				fail(OP_DRAIN, "fail-nth %s, allocation %d%s: %s (call returned %ld)",
+				     c->name, n, fired ? " failed" : "", why, rc);
+			else if (rc < 0 && !fired)
+				fail(OP_DRAIN, "fail-nth %s: %s without an injected failure",
+				     c->name, strerror((int)-rc));
+			else if (rc < 0 && rc != -ENOMEM && rc != -ENOBUFS &&
+				 rc != -EAGAIN && rc != -ENFILE)
+				fail(OP_DRAIN, "fail-nth %s, allocation %d: %s, not ENOMEM/ENOBUFS/ENFILE/EAGAIN",
+				     c->name, n, strerror((int)-rc));
+			nth_down(&e);
+			if (!fired)
+				break;
+			points++;
+		}
+		injected_total += points;
+		printf("  %-16s %3d allocation(s) failed in turn, %s", c->name,
+		       points, atomic_load(&st.failures) == before ? "all handled" :
+								   "FAILURES");
+		for (n = 0; n < ERRNO_MAX; n++)
+			if (errs[n])
+				printf(" %s:%lu", errname(n), errs[n]);
+		putchar('\n');
+		if (atomic_load(&st.failures) != before)
+			failed++;
+	}
+	fi_stop();
+	free(e.buf);
+	free(e.buf2);
+	printf("RESULT %s module=%s seed=%llu fail-nth cases=%zu failed=%d injected=%d\n",
+	       failed ? "FAIL" : "ok", cfg.module, (unsigned long long)cfg.seed,
+	       sizeof(nth_cases) / sizeof(nth_cases[0]), failed, injected_total);
+	return failed ? 1 : 0;
 }
