@@ -53,9 +53,13 @@ static int kcmux_release(struct socket *sock)
 	mux->nr_socks--;
 	spin_unlock_bh(&mux->lock);
 
+	/*
+	 * The mux before the socket: our socket's netns reference may be the
+	 * last one, and the netns must not go while the mux is on its list.
+	 */
+	kcmux_mux_put(mux);
 	sock->sk = NULL;
 	sock_put(sk);
-	kcmux_mux_put(mux);
 	return 0;
 }
 
