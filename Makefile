@@ -81,6 +81,7 @@ check: modules-all lint
 	$(MAKE) -C selftests
 	$(MAKE) -C bpf check
 	$(MAKE) -C tools/kcmctl check
+	$(MAKE) -s -C Documentation/man check
 	selftests/vm/test-scan-splats
 	selftests/run-all.sh
 	$(MAKE) --no-print-directory check-debug
