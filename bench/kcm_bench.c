@@ -550,8 +550,28 @@ static void cpustat_read(struct cpustat *c)
 	fclose(f);
 }
 
+/*
+ * CPU clocks of the implementation's threads and of the peer's, so that
+ * the cost per message splits into "the application's calls", "the
+ * peer" and the rest (softirq, kernel workers).
+ */
+static clockid_t app_clocks[64];
+static int napp_clocks;
+static clockid_t peer_clock;
+static bool have_peer_clock;
+
+static double thread_cpu_s(clockid_t c)
+{
+	struct timespec ts;
+
+	if (clock_gettime(c, &ts))
+		return 0;
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 struct snap {
 	double t;
+	double app_cpu, peer_cpu;
 	uint64_t msgs, bytes;
 	struct cpustat cpu;
 	struct kstats ks;
@@ -1006,7 +1026,13 @@ static void note_socket_errors(void)
 
 static void snap_take(struct snap *s)
 {
+	int i;
+
 	s->t = now_s();
+	s->app_cpu = 0;
+	for (i = 0; i < napp_clocks; i++)
+		s->app_cpu += thread_cpu_s(app_clocks[i]);
+	s->peer_cpu = have_peer_clock ? thread_cpu_s(peer_clock) : 0;
 	lanes_total(lanes, nlanes, &s->msgs, &s->bytes);
 	cpustat_read(&s->cpu);
 	kstats_read(&s->ks);
@@ -1150,6 +1176,11 @@ static int cmd_run(void)
 			pthread_create(&app[i], NULL, tx_app_thread, (void *)(long)i);
 	}
 
+	for (i = 0; i < napp; i++)
+		if (!pthread_getcpuclockid(app[i], &app_clocks[i]))
+			napp_clocks = i + 1;
+	have_peer_clock = !pthread_getcpuclockid(peer, &peer_clock);
+
 	sleep_s(cfg.warmup);
 	snap_take(&s0);
 	sleep_s(cfg.secs);
@@ -1201,6 +1232,10 @@ static int cmd_run(void)
 			       (double)(s1.cpu.user - s0.cpu.user) / ticks,
 			       (double)(s1.cpu.system - s0.cpu.system) / ticks,
 			       (double)(s1.cpu.softirq - s0.cpu.softirq) / ticks);
+		/* CPU seconds of the threads per second of the run. */
+		printf(",\"threads_cpu\":{\"app\":%.3f,\"peer\":%.3f}",
+		       (s1.app_cpu - s0.app_cpu) / dt,
+		       (s1.peer_cpu - s0.peer_cpu) / dt);
 		json_kstats(&s0.ks, &s1.ks);
 		if (s1.kcm_q >= 0)
 			printf(",\"kcm_queue_end\":{\"msgs\":%lld,\"rmem\":%lld,\"rcvbuf\":%d}",

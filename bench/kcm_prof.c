@@ -41,7 +41,7 @@ struct ring {
 /* Sampled instruction pointers, kernel ones only; user ones just counted. */
 static uint64_t *ips;
 static size_t nips, cap_ips;
-static uint64_t user_samples, lost;
+static uint64_t user_samples, lost, throttled;
 
 static void add_ip(uint64_t ip)
 {
@@ -82,6 +82,8 @@ static void ring_drain(struct ring *r)
 				add_ip(ip);
 			else
 				user_samples++;
+		} else if (h.type == PERF_RECORD_THROTTLE) {
+			throttled++;
 		} else if (h.type == PERF_RECORD_LOST) {
 			uint64_t n;
 
@@ -229,8 +231,12 @@ int main(int argc, char **argv)
 			.type = PERF_TYPE_SOFTWARE,
 			.size = sizeof(a),
 			.config = PERF_COUNT_SW_CPU_CLOCK,
-			.sample_freq = hz,
-			.freq = 1,
+			/*
+			 * A fixed period of cpu-clock nanoseconds: in frequency
+			 * mode the kernel re-derives the period from its tick,
+			 * which under TCG left a few dozen samples per second.
+			 */
+			.sample_period = 1000000000ull / hz,
 			.sample_type = PERF_SAMPLE_IP,
 			.exclude_idle = 1,
 			.exclude_hv = 1,
@@ -280,8 +286,8 @@ int main(int argc, char **argv)
 		names[i] = s;
 		mods[i] = b ? b : "[kernel]";
 	}
-	printf("# kcm_prof: %" PRIu64 " samples over %.2f s on %d CPUs (%d Hz), %" PRIu64 " lost\n",
-	       total, secs, ncpu, hz, lost);
+	printf("# kcm_prof: %" PRIu64 " samples over %.2f s on %d CPUs (%d Hz), %" PRIu64 " lost, throttled %" PRIu64 " times\n",
+	       total, secs, ncpu, hz, lost, throttled);
 	if (!total)
 		return 0;
 	printf("# %6.2f%%  user space\n", 100.0 * user_samples / total);

@@ -20,7 +20,7 @@ set ytics (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.8, 1, 1.3, 2, 4)
 set ylabel "ratio (median over rounds)"
 set grid ytics
 set xtics rotate by -40 left noenhanced
-set key top left noenhanced
+set key outside top center horizontal noenhanced
 set datafile missing "NaN"
 set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc rgb "black"
 set arrow from graph 0, first 0.8 to graph 1, first 0.8 nohead dt 2 lc rgb "gray40"

@@ -74,6 +74,31 @@ def by_round(rows, wl, var, key=None):
     return out
 
 
+def cpu_per_msg(rows, wl, var, ncpu, part="total"):
+    """{round: guest CPU microseconds per message}: all CPUs together
+    (total), the implementation's threads (app), the peer's thread
+    (peer), or the rest (other: softirq, kernel workers)."""
+    out = {}
+    for r in rows:
+        res = r["result"]
+        if r["workload"] != wl or r["variant"] != var or not res.get("ok"):
+            continue
+        busy = res.get("cpu", {}).get("busy")
+        th = res.get("threads_cpu")
+        rate = res.get("msgs_per_s")
+        if busy is None or not rate:
+            continue
+        total = busy * ncpu * 1e6 / rate
+        if part == "total":
+            out[r["round"]] = total
+        elif th is not None:
+            app = th["app"] * 1e6 / rate
+            peer = th["peer"] * 1e6 / rate
+            out[r["round"]] = {"app": app, "peer": peer,
+                               "other": max(0.0, total - app - peer)}[part]
+    return out
+
+
 def paired(a, b):
     """Per-round ratios a/b over the rounds both have."""
     return [a[k] / b[k] for k in sorted(a) if k in b and b[k] > 0]
@@ -112,7 +137,7 @@ def fmt_ratio(s):
     return f"{s['median']:.2f} ({s['min']:.2f}–{s['max']:.2f})"
 
 
-def build(rows):
+def build(rows, ncpu):
     wls = workload_order(rows)
     raw_bps = by_round(rows, "raw-stream", "raw")
     table = {}
@@ -143,6 +168,20 @@ def build(rows):
         if not wl.startswith("mem") and not wl.startswith("raw"):
             entry["ratios"]["kcmux/raw"] = summary(
                 paired(by_round(rows, wl, "kcmux", "bytes_per_s"), raw_bps))
+        if wl.startswith(("rx-", "tx-")):
+            ck = cpu_per_msg(rows, wl, "kcmux", ncpu)
+            ci = cpu_per_msg(rows, wl, "intree", ncpu)
+            entry["cpu_us_per_msg"] = {
+                "kcmux": summary(list(ck.values())),
+                "intree": summary(list(ci.values())),
+                "framing": summary(list(cpu_per_msg(rows, wl, "framing",
+                                                    ncpu).values())),
+                "kcmux/intree": summary(paired(ck, ci)),
+            }
+            for var in ("kcmux", "intree"):
+                for part in ("app", "peer", "other"):
+                    entry["cpu_us_per_msg"][f"{var}.{part}"] = summary(list(
+                        cpu_per_msg(rows, wl, var, ncpu, part).values()))
         if wl.startswith("mem"):
             entry["ratios"]["kcmux/intree real"] = summary(paired(
                 by_round(rows, wl, "kcmux", "real_per_msg"),
@@ -256,6 +295,27 @@ def markdown(meta, wls, table, tgts):
         L.append(f"kcmux/in-tree: charged {fmt_ratio(e['ratios'].get('kcmux/intree'))}, "
                  f"free memory used {fmt_ratio(e['ratios'].get('kcmux/intree real'))}.")
     L.append("")
+    L.append("Guest CPU time per message (both vCPUs, µs; lower is better), and")
+    L.append("its split (medians): the implementation's threads (app), the peer's")
+    L.append("thread, the rest (softirq, kernel workers):")
+    L.append("")
+    L.append("| workload | kcmux | framing | in-tree | kcmux/in-tree | "
+             "kcmux app/peer/other | in-tree app/peer/other |")
+    L.append("| --- | --- | --- | --- | --- | --- | --- |")
+
+    def split(c, var):
+        parts = [c.get(f"{var}.{p}") for p in ("app", "peer", "other")]
+        if not all(parts):
+            return "-"
+        return " / ".join(f"{p['median']:.3g}" for p in parts)
+    for wl in wls:
+        c = table[wl].get("cpu_us_per_msg")
+        if not c:
+            continue
+        L.append(f"| {wl} | {fmt_sum(c['kcmux'])} | {fmt_sum(c['framing'])} | "
+                 f"{fmt_sum(c['intree'])} | {fmt_ratio(c['kcmux/intree'])} | "
+                 f"{split(c, 'kcmux')} | {split(c, 'intree')} |")
+    L.append("")
     L.append("| target | goal | status | measured (median ratio) |")
     L.append("| --- | --- | --- | --- |")
     for t in tgts:
@@ -286,7 +346,14 @@ def main():
     rows, notes = parse_raw(a.raw)
     if not rows:
         sys.exit("report.py: no measurements in " + a.raw)
-    wls, table = build(rows)
+    ncpu = 2
+    for n in notes:
+        if n.startswith("kernel ") and " CPUs" in n:
+            try:
+                ncpu = int(n.split(",")[1].split()[0])
+            except (IndexError, ValueError):
+                pass
+    wls, table = build(rows, ncpu)
     tgts = targets(rows, table)
     meta = {"kernel": a.kernel, "date": a.date, "command": a.command,
             "commit": a.commit, "clock": a.clock or "host (plain TCG)",
