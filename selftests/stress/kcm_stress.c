@@ -480,6 +480,7 @@ struct stream {
 	_Atomic uint32_t psock_id;	/* rx: the kernel's id of the psock */
 	atomic_ullong next_seq;	/* sequence numbers handed out */
 	atomic_ullong lossable_upto;	/* seqs below may be lost */
+	atomic_ullong reorder_below;	/* seqs below may have been requeued */
 	atomic_int policy;	/* enum loss_policy */
 	atomic_ullong nsent, nseen;
 	struct bitmap sent, seen;
@@ -555,12 +556,6 @@ struct mux {
 	bool destroyed;		/* tbl: the last KCM socket was closed */
 	atomic_int sock_closes;	/* KCM sockets of it closed so far */
 	int netns;		/* 0: initial namespace */
-	/*
-	 * Message order on one KCM socket may legitimately change while a
-	 * socket hands its queue to its siblings (receive disable, close):
-	 * generation << 16 | such operations in progress.
-	 */
-	atomic_ullong requeue;
 	pthread_mutex_t lock;	/* the stream list */
 	uint32_t *stream_ids;
 	int nstreams, cap;
@@ -652,21 +647,6 @@ static uint32_t serial_new(void)
 	return atomic_fetch_add(&next_serial, 1);
 }
 
-static uint64_t requeue_now(struct mux *m)
-{
-	return atomic_load(&m->requeue);
-}
-
-static void requeue_begin(struct mux *m)
-{
-	atomic_fetch_add(&m->requeue, (1ull << 16) + 1);
-}
-
-static void requeue_end(struct mux *m)
-{
-	atomic_fetch_add(&m->requeue, (1ull << 16) - 1);
-}
-
 static void mux_add_stream(struct mux *m, struct stream *s)
 {
 	pthread_mutex_lock(&m->lock);
@@ -711,6 +691,29 @@ static void fn_any(struct stream *s, const char *why)
 	stream_raise(s, LOSS_ANY, why);
 }
 
+static void fn_reorder_mark(struct stream *s, const char *why)
+{
+	uint64_t n = atomic_load(&s->next_seq), cur;
+
+	(void)why;
+	cur = atomic_load(&s->reorder_below);
+	while (cur < n && !atomic_compare_exchange_weak(&s->reorder_below,
+							&cur, n))
+		;
+}
+
+/*
+ * A KCM socket hands its queue to its siblings (receive disable, close):
+ * those messages may arrive after later ones, at any time (the mux holds
+ * them until a socket has room).  Every message sent so far is exempt
+ * from the order check; called when such an operation starts and when
+ * it has finished.
+ */
+static void requeue_mark(struct mux *m)
+{
+	mux_each_stream(m, DIR_RX, false, fn_reorder_mark, NULL);
+}
+
 static struct mux *mux_new(int type, uint32_t fixed_len, int netns)
 {
 	struct mux *m = calloc(1, sizeof(*m));
@@ -753,7 +756,7 @@ static void ksock_put(struct ksock *k)
 	 * released, its requeue is over.
 	 */
 	close(k->fd);
-	requeue_end(m);
+	requeue_mark(m);
 	pthread_rwlock_destroy(&k->rx_lock);
 	pthread_rwlock_destroy(&k->tx_lock);
 	pthread_mutex_lock(&tbl);
@@ -867,7 +870,7 @@ static bool ksock_kill(struct ksock *k)
 		}
 	last = --m->nsocks == 0;
 	atomic_fetch_add(&m->sock_closes, 1);
-	requeue_begin(m);
+	requeue_mark(m);
 	/* Its unsent messages are dropped; a message it was writing is cut. */
 	for (i = 0; i < MAX_THREADS; i++) {
 		struct stream *s = stream_get(k->tx_stream[i]);
@@ -973,7 +976,7 @@ static struct ksock *ksock_alloc(int fd, int type)
 struct order_slot {
 	uint64_t key;		/* ksock serial << 32 | stream id; 0 free */
 	uint64_t seq;
-	uint64_t requeue;	/* mux requeue state before that receive */
+	bool valid;
 };
 
 struct wctx {
@@ -1029,8 +1032,7 @@ static struct order_slot *order_slot(struct wctx *w, uint32_t ks,
 	}
 	if (o->key != key) {
 		o->key = key;
-		o->seq = 0;
-		o->requeue = 1;	/* in progress: no check against it */
+		o->valid = false;
 	}
 	return o;
 }
@@ -1044,7 +1046,6 @@ struct rx_info {
 	bool peek;
 	bool truncated;		/* only a prefix was delivered, rest dropped */
 	uint32_t origin;	/* psock id from the control message, 0 none */
-	uint64_t requeue_before;
 	int msg_flags;
 	bool flags_known;
 };
@@ -1060,7 +1061,6 @@ static bool rx_verify(struct wctx *w, struct ksock *k, const uint8_t *buf,
 	struct stream *s;
 	size_t len, body, bad;
 	struct order_slot *o;
-	uint64_t after;
 
 	if (ri->n < HDR_LEN) {
 		fail(ri->op, "ksock %u: %zu bytes, shorter than any message",
@@ -1147,20 +1147,20 @@ static bool rx_verify(struct wctx *w, struct ksock *k, const uint8_t *buf,
 
 	/*
 	 * One thread's successive reads of one socket come off its queue in
-	 * order; a stream's messages enter it in order, unless a requeue
-	 * (receive disable, close of a sibling) ran in between.
+	 * order, and a stream's messages enter it in order, except those a
+	 * requeue moved (requeue_mark).
 	 */
-	after = requeue_now(k->mux);
 	o = order_slot(w, k->serial, s->id);
-	if (!(o->requeue & 0xffff) && o->requeue == after) {
+	if (o->valid && h.seq >= atomic_load(&s->reorder_below)) {
 		atomic_fetch_add(&st.order_checks, 1);
 		if (h.seq <= o->seq)
 			fail(ri->op, "stream %u: seq %llu after seq %llu on ksock %u",
 			     s->id, (unsigned long long)h.seq,
 			     (unsigned long long)o->seq, k->serial);
 	}
-	o->seq = h.seq;
-	o->requeue = ri->requeue_before;
+	if (!o->valid || h.seq > o->seq)
+		o->seq = h.seq;
+	o->valid = true;
 	return true;
 }
 
@@ -2010,7 +2010,6 @@ static void op_recv(struct wctx *w, struct ksock *k, bool nonblock)
 		flags |= MSG_TRUNC;
 	if (!rx_lock(k, false))
 		return;
-	ri.requeue_before = requeue_now(k->mux);
 	switch (how) {
 	case 0:
 		rc = SYS(recv(k->fd, w->buf, MAX_MSG, flags));
@@ -2075,7 +2074,6 @@ static void op_recvmmsg(struct wctx *w, struct ksock *k)
 	}
 	if (!rx_lock(k, false))
 		return;
-	ri.requeue_before = requeue_now(k->mux);
 	rc = SYS(recvmmsg(k->fd, mm, n, flags, NULL));
 	pthread_rwlock_unlock(&k->rx_lock);
 	if (!judge(OP_RECVMMSG, rc, ERRS(EAGAIN), atomic_load(&k->dead),
@@ -2141,7 +2139,6 @@ static void op_recv_trunc(struct wctx *w, struct ksock *k)
 	mh.msg_iovlen = 1;
 	if (!rx_lock(k, false))
 		return;
-	ri.requeue_before = requeue_now(k->mux);
 	rc = SYS(recvmsg(k->fd, &mh, flags));
 	pthread_rwlock_unlock(&k->rx_lock);
 	if (!judge(OP_RECV_TRUNC, rc, ERRS(EAGAIN), atomic_load(&k->dead),
@@ -2248,7 +2245,6 @@ static void op_recv_partial(struct wctx *w, struct ksock *k)
 	mh.msg_iovlen = 1;
 	if (!rx_lock(k, true))
 		return;
-	ri.requeue_before = requeue_now(k->mux);
 	rc = SYS(recvmsg(k->fd, &mh, MSG_DONTWAIT));
 	if (!judge(OP_RECV_PARTIAL, rc, ERRS(EAGAIN), atomic_load(&k->dead),
 		   "recvmsg first piece") || rc == 0)
@@ -2304,7 +2300,6 @@ static void op_recv_splice(struct wctx *w, struct ksock *k)
 	pipe_drain(w->pipe[0]);
 	if (!rx_lock(k, !cfg.reference))
 		return;
-	ri.requeue_before = requeue_now(k->mux);
 	rc = SYS(splice(k->fd, NULL, w->pipe[1], NULL, want, flags));
 	if (!judge(OP_RECV_SPLICE, rc, ERRS(EAGAIN), atomic_load(&k->dead),
 		   "splice from KCM"))
@@ -2449,9 +2444,9 @@ static void op_recv_disable(struct wctx *w, struct ksock *k)
 	socklen_t len = sizeof(got);
 	long rc;
 
-	requeue_begin(k->mux);
+	requeue_mark(k->mux);
 	rc = SYS(setsockopt(k->fd, SOL_KCM, KCM_RECV_DISABLE, &val, sizeof(val)));
-	requeue_end(k->mux);
+	requeue_mark(k->mux);
 	if (judge(OP_RECV_DISABLE, rc, NOERRS, atomic_load(&k->dead),
 		  "KCM_RECV_DISABLE")) {
 		pthread_mutex_lock(&tbl);
@@ -4093,12 +4088,12 @@ static void drain(struct wctx *w)
 	}
 	pthread_mutex_unlock(&tbl);
 	for (i = 0; i < n; i++) {
-		requeue_begin(ks[i]->mux);
+		requeue_mark(ks[i]->mux);
 		if (setsockopt(ks[i]->fd, SOL_KCM, KCM_RECV_DISABLE, &zero,
 			       sizeof(zero)))
 			fail(OP_DRAIN, "re-enable receive on ksock %u: %s",
 			     ks[i]->serial, strerror(errno));
-		requeue_end(ks[i]->mux);
+		requeue_mark(ks[i]->mux);
 		for (j = 0; j < ns; j++)
 			if (seen[j] == ks[i]->mux)
 				break;
