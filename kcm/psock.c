@@ -154,9 +154,7 @@ void kcmux_psock_stop(struct kcmux_psock *psock, int err)
 	kcmux_frame_stop(psock);
 	trace_kcmux_psock_error(psock, err);
 
-	WRITE_ONCE(sk->sk_err, err);
-	sk_error_report(sk);
-
+	/* Stopped before anyone can see the error: a targeted send agrees. */
 	spin_lock_bh(&mux->lock);
 	if (!psock->error)
 		psock->error = err;
@@ -170,6 +168,9 @@ void kcmux_psock_stop(struct kcmux_psock *psock, int err)
 		queue_work(kcmux_wq, &psock->tx_owner->tx_work);
 	kcmux_tx_wake_waiters(mux, psock);
 	spin_unlock_bh(&mux->lock);
+
+	WRITE_ONCE(sk->sk_err, err);
+	sk_error_report(sk);
 
 	kcmux_netlink_psock_event(psock, KCMUX_CMD_PSOCK_ERROR);
 }

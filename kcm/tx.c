@@ -11,6 +11,7 @@
 #include <linux/sched/signal.h>
 #include <linux/skbuff.h>
 #include <net/sock.h>
+#include <net/tcp_states.h>
 
 #include "kcmux.h"
 #include "kcmux_trace.h"
@@ -460,7 +461,12 @@ static int kcmux_tx_check_target(struct kcmux_sock *kcm, u32 psock_id)
 	psock = kcmux_psock_lookup(mux, psock_id);
 	if (!psock || psock->unattaching)
 		err = -ENOENT;
-	else if (psock->tx_stopped)
+	/*
+	 * TCP reports a reset or FIN before rx_work stops the psock: once
+	 * the application can see POLLERR or EOF, so must a sender.
+	 */
+	else if (psock->tx_stopped || READ_ONCE(psock->sk->sk_err) ||
+		 READ_ONCE(psock->sk->sk_state) != TCP_ESTABLISHED)
 		err = -EPIPE;
 	spin_unlock_bh(&mux->lock);
 	return err;

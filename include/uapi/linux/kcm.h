@@ -109,7 +109,8 @@ struct kcmux_attach {
 
 /*
  * SIOCKCMPSOCKID: the id of the psock made of TCP socket fd, if it is
- * attached to this KCM socket's multiplexor (else ENOENT).
+ * attached to this KCM socket's multiplexor; ENOENT for any other
+ * socket, EBADF if fd is not open, ENOTSOCK if it is not a socket.
  */
 struct kcmux_psock_id {
 	__s32 fd;		/* in: the TCP socket */
@@ -187,8 +188,8 @@ enum kcmux_genl_attr {
 	KCMUX_A_ERROR,		/* u32: positive errno */
 	KCMUX_A_PARSER,		/* u32: KCMUX_PARSER_* */
 	KCMUX_A_BPF_PROG_ID,	/* u32: the parser program's id */
-	KCMUX_A_RX_QUEUE,	/* u32: bytes queued for reading */
-	KCMUX_A_TX_QUEUE,	/* u32: bytes queued for sending */
+	KCMUX_A_RX_QUEUE,	/* u32: memory charged for received data */
+	KCMUX_A_TX_QUEUE,	/* u32: memory charged for data to send */
 	KCMUX_A_NR_SOCKS,	/* u32 */
 	KCMUX_A_NR_PSOCKS,	/* u32 */
 	KCMUX_A_STATS,		/* nest of KCMUX_STAT_* (u64 each) */
