@@ -9,6 +9,10 @@
 #                        check-debug, dkms-check and install-check
 #   make check-debug     all selftests on a KASAN+lockdep+kmemleak kernel
 #   make demo            boot a VM, load kcmux, show it working
+#   make stress          randomized stress + fault injection on the debug
+#                        kernel (DURATION=secs, SEED=n, STRESS_MODULE=kcm)
+#   make bench           kcmux vs in-tree kcm vs user space vs raw TCP
+#                        (BENCH_ARGS="--kernel 6.1 --quick" ...)
 #   make install         module, kcmctl, parsers, header, man pages (DESTDIR, PREFIX)
 #   make uninstall       remove what make install put (same variables)
 #   make dkms-install    register with DKMS (DKMS_KERNELS); make dkms-uninstall
@@ -27,7 +31,12 @@ KDIR		?= $(or $(wildcard /lib/modules/$(shell uname -r)/build),\
 		   $(shell ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1))
 MODULE_SRCS	:= Kbuild $(wildcard kcm/*.c kcm/*.h) include/uapi/linux/kcm.h
 
-.PHONY: all module modules-all lint checkpatch check check-debug demo deps clean help
+.PHONY: all module modules-all lint checkpatch check check-debug demo deps clean help \
+	stress bench
+DURATION	?= 600
+STRESS_MODULE	?= kcmux
+# What make check runs on the debug kernel after the suite (a few minutes).
+CHECK_STRESS_SECS ?= 60
 
 all: module
 	$(MAKE) -C examples
@@ -96,7 +105,22 @@ check-debug:
 		$(MAKE) --no-print-directory build/$$name/kcmux.ko \
 			KERNEL_KDIR=$$(scripts/debug-kernel.sh kdir); \
 		$(MAKE) -C selftests; \
-		selftests/run-all.sh --config kcmux@$$dir
+		selftests/run-all.sh --config kcmux@$$dir; \
+		scripts/stress.sh --no-build --duration $(CHECK_STRESS_SECS) --faults
+
+# A long soak: make stress DURATION=3600 [SEED=n] [STRESS_MODULE=kcm]
+stress: modules-all
+	@$(DEPS_SH) build vm tests source bpf
+	@set -e; dir=$$(scripts/debug-kernel.sh build); \
+		$(MAKE) --no-print-directory build/$$(basename $$dir)/kcmux.ko \
+			KERNEL_KDIR=$$(scripts/debug-kernel.sh kdir); \
+		$(MAKE) -C selftests; \
+		scripts/stress.sh --no-build --duration $(DURATION) --faults \
+			--module $(STRESS_MODULE) $(if $(SEED),--seed $(SEED))
+
+bench: modules-all
+	@$(DEPS_SH) vm tests bench
+	bench/run.sh $(BENCH_ARGS)
 
 demo: modules-all
 	@$(DEPS_SH) vm tests source bpf
