@@ -243,6 +243,7 @@ def markdown(meta, wls, table, tgts):
     L.append(f"### kcmux benchmark: {meta['kernel']}, {meta['date']}")
     L.append("")
     L.append(f"Command: `{meta['command']}`, commit `{meta['commit']}`, "
+             f"kcmux.ko md5 {meta['module']}, "
              f"{meta['rounds']} round(s), guest clock: {meta['clock']}.  "
              "TCG distorts absolute numbers: "
              "compare ratios, which pair the variants measured back to back "
@@ -340,6 +341,7 @@ def main():
     ap.add_argument("--command", default="?")
     ap.add_argument("--commit", default="?")
     ap.add_argument("--clock", default="")
+    ap.add_argument("--module", default="?")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
@@ -356,7 +358,7 @@ def main():
     wls, table = build(rows, ncpu)
     tgts = targets(rows, table)
     meta = {"kernel": a.kernel, "date": a.date, "command": a.command,
-            "commit": a.commit, "clock": a.clock or "host (plain TCG)",
+            "commit": a.commit, "module": a.module, "clock": a.clock or "host (plain TCG)",
             "rounds": max(r["round"] for r in rows),
             "guest_notes": notes}
     with open(a.out + ".json", "w", encoding="utf-8") as f:
