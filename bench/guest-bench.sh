@@ -4,7 +4,7 @@
 # guest-bench.sh - the guest side of bench/run.sh (busybox sh, in a VM
 # booted without any AF_KCM module).
 #
-#   guest-bench.sh [--quick | --profile] [--rounds N] [--secs S]
+#   guest-bench.sh [--quick | --diagnose] [--rounds N] [--secs S]
 #                  [--warmup S] [DIR]
 #
 # DIR (default /bench) holds kcm_bench, kcmux.ko and the kernel's own
@@ -16,9 +16,11 @@
 #
 #   R <round> <workload> <variant> <json from kcm_bench>
 #
-# --profile measures nothing: it runs a few workloads on kcmux and on the
-# in-tree module with kcm_prof sampling the CPUs meanwhile, and prints
-# each profile under a line "P <workload> <variant>".
+# --diagnose: instead of the workloads of the issue, the ones where kcmux
+# lost, each also with a KCM receive buffer too large to ever fill (the
+# "-bigq" workloads: no psock ever waits for room), so that the CPU time
+# per message and its split (application, peer, rest) show which path
+# costs what.  Same output, same report.
 #
 # Variants:
 #   kcmux     kcmux.ko, BPF length parser
@@ -39,12 +41,12 @@ rounds=3
 secs=1.0
 warmup=0.4
 quick=0
-profile=0
+diagnose=0
 
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick)  quick=1 ;;
-	--profile) profile=1 ;;
+	--diagnose) diagnose=1 ;;
 	--rounds) rounds=$2; shift ;;
 	--secs)   secs=$2; shift ;;
 	--warmup) warmup=$2; shift ;;
@@ -121,6 +123,17 @@ args_of() {
 	esac
 }
 
+# mem_msgs VARIANT: messages queued to measure memory.  As many as fit
+# in one socket: in-tree charges each message a whole TCP skb (64 KiB),
+# so 20000 already need 1.2 GB of rcvbuf; the others take 100000, which
+# makes the free-memory figure more precise.
+mem_msgs() {
+	case $1 in
+	intree*) echo "--msgs 20000" ;;
+	*)       echo "--msgs 100000" ;;
+	esac
+}
+
 # rotate N WORDS...: the words, starting with the (N mod count)th.
 rotate() {
 	local n=$1 i=0 count head="" tail=""
@@ -141,6 +154,22 @@ rotate() {
 # The workloads: ID, variants, options.  RX/TX, 1 psock x 1 KCM socket
 # and 4 psocks x 2 KCM sockets on 2 threads, psock scaling, recvmmsg,
 # the raw TCP bound and memory per queued message.
+# Where kcmux lost in the full run, with and without a receive queue that
+# can fill up.
+diagnose_workloads() {
+	local bigq="--kcm-rcvbuf 536870912"
+	local ps="--size 64 --bufsize 131072 --chunk 4096"
+
+	echo "rx-1x1-64|kcmux intree|run --dir rx --size 64"
+	echo "rx-1x1-64-bigq|kcmux intree|run --dir rx --size 64 $bigq"
+	echo "rx-1x1-4096|kcmux intree|run --dir rx --size 4096"
+	echo "rx-1x1-4096-bigq|kcmux intree|run --dir rx --size 4096 $bigq"
+	echo "rx-psocks-1|kcmux intree|run --dir rx --psocks 1 $ps"
+	echo "rx-psocks-1000|kcmux intree|run --dir rx --psocks 1000 $ps"
+	echo "rx-psocks-1000-bigq|kcmux intree|run --dir rx --psocks 1000 $ps $bigq"
+	echo "tx-1x1-65536|kcmux intree|run --dir tx --size 65536"
+}
+
 workloads() {
 	local sizes="16 64 512 4096 65536 1048576"
 	local mxn="64 4096 65536"
@@ -195,43 +224,13 @@ if [ -r /sys/module/kcmux/srcversion ]; then
 	say "kcmux srcversion $(cat /sys/module/kcmux/srcversion)"
 fi
 
-# profile WORKLOAD VARIANT KCM_BENCH_ARGS...: where the CPU time goes.
-profile_one() {
-	local wl=$1 var=$2
-	shift 2
-
-	case $var in
-	kcmux|framing) use kcmux ;;
-	intree) use kcm ;;
-	esac || return
-	echo "P $wl $var"
-	"$bench" "$@" --secs 2.5 --warmup 0.3 --label "$var" >/tmp/result 2>&1 &
-	sleep 0.8
-	"$dir/kcm_prof" -n 25 1.5
-	wait
-	echo "P-result $(tail -n 1 /tmp/result | cut -c1-400)"
-}
-
-if [ $profile = 1 ]; then
-	for var in kcmux intree; do
-		a=$(args_of $var)
-		profile_one rx-1x1-64 $var run --dir rx --size 64 $a
-		profile_one rx-1x1-512 $var run --dir rx --size 512 $a
-		profile_one rx-1x1-4096 $var run --dir rx --size 4096 $a
-		profile_one tx-1x1-64 $var run --dir tx --size 64 $a
-		profile_one tx-1x1-65536 $var run --dir tx --size 65536 $a
-		for n in 1 100 1000; do
-			profile_one rx-psocks-$n $var run --dir rx --size 64 \
-				--psocks $n --bufsize 131072 --chunk 4096 $a
-		done
-	done
-	unload
-	exit 0
-fi
-
 # A file, not a pipe: the loop must run in this shell, which tracks
 # the loaded module.
-workloads >/tmp/workloads
+if [ $diagnose = 1 ]; then
+	diagnose_workloads >/tmp/workloads
+else
+	workloads >/tmp/workloads
+fi
 start=$(date +%s)
 round=1
 while [ $round -le "$rounds" ]; do
@@ -241,7 +240,8 @@ while [ $round -le "$rounds" ]; do
 		[ $framing = 1 ] || vars=$(echo $vars | sed 's/framing//')
 		for var in $(rotate $((round + idx)) $vars); do
 			case $opts in
-			mem) measure $round "$wl" "$var" mem $(args_of "$var") ;;
+			mem) measure $round "$wl" "$var" mem $(args_of "$var") \
+					$(mem_msgs "$var") ;;
 			*)   measure $round "$wl" "$var" $opts $(args_of "$var") \
 					--secs "$secs" --warmup "$warmup" ;;
 			esac
@@ -253,7 +253,7 @@ done
 
 # Why the in-tree variant uses a fixed-size parser: the length parser
 # misframes on the in-tree module once messages share TCP segments.
-if [ $quick = 0 ]; then
+if [ $quick = 0 ] && [ $diagnose = 0 ]; then
 	measure 1 rx-1x1-64 intree-len run --dir rx --size 64 --secs 1 \
 		--warmup 0.2 --drain 3 $(args_of intree-len)
 fi

@@ -8,8 +8,8 @@
  *                 [--psocks N] [--socks M] [--recvmmsg] [--parser len|fixed]
  *                 [--bufsize BYTES] [--chunk BYTES] [--warmup SECS]
  *                 [--secs SECS] [--drain SECS] [--kcm-rcvbuf BYTES] [--label NAME] [--expect kcmux|kcm|none]
- *   kcm_bench mem --impl kcm|user [--parser len|fixed] [--label NAME]
- *                 [--expect MOD]
+ *   kcm_bench mem --impl kcm|framing|user [--parser len|fixed] [--msgs N]
+ *                 [--label NAME] [--expect kcmux|kcm|none]
  *
  * Implementations under test:
  *   kcm      AF_KCM with a BPF parser: kcmux or the in-tree kcm.ko, whichever
@@ -82,9 +82,10 @@ static struct {
 	int drain_ms;		/* bound of "everything sent arrives" */
 	int chunk;		/* bytes per write of the rx peer (whole messages) */
 	int kcm_rcvbuf;		/* SO_RCVBUF of the KCM sockets, if not bufsize */
+	uint64_t msgs;		/* mem: messages queued in phase 1 */
 } cfg = {
 	.size = 64, .psocks = 1, .socks = 1, .warmup = 0.5, .secs = 1.5,
-	.label = "", .drain_ms = 20000,
+	.label = "", .drain_ms = 20000, .msgs = 20000,
 };
 
 /* Set when any check fails; the first reason is kept. */
@@ -1250,22 +1251,27 @@ static int cmd_run(void)
 
 /* --- memory per queued message -------------------------------------------- */
 
-static long long meminfo_kb(const char *key)
+/*
+ * Free memory in bytes: the buddy allocator's free pages plus the pages
+ * parked on the per-CPU lists, which MemFree does not count and which
+ * move by megabytes on their own; without them a delta of a few MB is
+ * noise.
+ */
+static long long free_bytes(void)
 {
 	char line[256];
-	size_t klen = strlen(key);
-	long long v = -1;
-	FILE *f = fopen("/proc/meminfo", "re");
+	long long pages = 0, v;
+	FILE *f = fopen("/proc/zoneinfo", "re");
 
 	if (!f)
 		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, klen) && line[klen] == ':') {
-			v = strtoll(line + klen + 1, NULL, 10);
-			break;
-		}
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, " nr_free_pages %lld", &v) == 1 ||
+		    sscanf(line, " count: %lld", &v) == 1)
+			pages += v;
+	}
 	fclose(f);
-	return v;
+	return pages * sysconf(_SC_PAGESIZE);
 }
 
 static long long sk_rmem(int fd)
@@ -1324,7 +1330,7 @@ static void mem_readback(int fd, uint64_t n)
  */
 static int cmd_mem(void)
 {
-	const uint64_t n = 20000;
+	const uint64_t n = cfg.msgs;
 	bool kcm = cfg.impl != IMPL_USER;
 	long long free0, free1, q, rmem, rmem2 = -1, tcp_rmem;
 	uint64_t fill_sent = 0;
@@ -1355,7 +1361,7 @@ static int cmd_mem(void)
 	 */
 	kcm_set_rcvbuf(fd, INT_MAX / 2);
 	kcm_msleep(50);
-	free0 = meminfo_kb("MemFree");
+	free0 = free_bytes();
 	if (!send_all(conns[0].peer, buf, n * cfg.size))
 		die("peer send failed");
 	deadline = now_s() + 10;
@@ -1363,7 +1369,7 @@ static int cmd_mem(void)
 		kcm_msleep(10);
 	kcm_msleep(100);
 	q = queued_msgs(fd);
-	free1 = meminfo_kb("MemFree");
+	free1 = free_bytes();
 	rmem = sk_rmem(fd);
 	tcp_rmem = kcm ? sk_rmem(conns[0].app) : 0;
 	if (q != (long long)n)
@@ -1434,16 +1440,16 @@ static int cmd_mem(void)
 
 	json_head("mem");
 	printf(",\"size\":64,\"parser\":\"%s\",\"msgs\":%llu,\"queued\":%lld,"
-	       "\"rmem\":%lld,\"tcp_rmem\":%lld,\"memfree_drop\":%lld,"
+	       "\"rmem\":%lld,\"tcp_rmem\":%lld,\"free_drop\":%lld,"
 	       "\"rmem_per_msg\":%.1f,\"real_per_msg\":%.1f,"
 	       "\"fill_sent\":%llu,\"fill_queued\":%lld,\"fill_tcp_inq\":%lld,"
 	       "\"fill_rmem\":%lld,\"fill_rmem_per_msg\":%.1f",
 	       cfg.impl == IMPL_KCM ? (cfg.fixed_parser ? "bpf-fixed" : "bpf-len") :
 	       cfg.impl == IMPL_FRAMING ? "framing" : "user",
 	       (unsigned long long)n, q, rmem, tcp_rmem,
-	       (free0 - free1) * 1024,
+	       free0 - free1,
 	       q > 0 ? (double)rmem / q : 0.0,
-	       (double)(free0 - free1) * 1024 / n,
+	       (double)(free0 - free1) / n,
 	       (unsigned long long)fill_sent, q2, tcp_q2, rmem2,
 	       q2 > 0 ? (double)rmem2 / q2 : 0.0);
 	json_tail();
@@ -1484,7 +1490,8 @@ static void usage(void)
 		"                 [--bufsize BYTES] [--chunk BYTES] [--warmup SECS] [--secs SECS]\n"
 		"                 [--drain SECS] [--kcm-rcvbuf BYTES]\n"
 		"                 [--label NAME] [--expect kcmux|kcm|none]\n"
-		"       kcm_bench mem --impl kcm|framing|user [--parser len|fixed] [--label NAME]\n");
+		"       kcm_bench mem --impl kcm|framing|user [--parser len|fixed] [--msgs N]\n"
+		"                 [--label NAME] [--expect kcmux|kcm|none]\n");
 	exit(2);
 }
 
@@ -1535,6 +1542,8 @@ int main(int argc, char **argv)
 			cfg.warmup = atof(v);
 		} else if (!strcmp(o, "--secs")) {
 			cfg.secs = atof(v);
+		} else if (!strcmp(o, "--msgs")) {
+			cfg.msgs = strtoull(v, NULL, 0);
 		} else if (!strcmp(o, "--kcm-rcvbuf")) {
 			cfg.kcm_rcvbuf = atoi(v);
 		} else if (!strcmp(o, "--chunk")) {
