@@ -7,7 +7,8 @@
  *   kcm_bench run --impl kcm|framing|user|raw --dir rx|tx --size BYTES
  *                 [--psocks N] [--socks M] [--recvmmsg] [--parser len|fixed]
  *                 [--bufsize BYTES] [--chunk BYTES] [--warmup SECS]
- *                 [--secs SECS] [--drain SECS] [--kcm-rcvbuf BYTES] [--label NAME] [--expect kcmux|kcm|none]
+ *                 [--secs SECS] [--drain SECS] [--kcm-rcvbuf BYTES]
+ *                 [--label NAME] [--expect kcmux|kcm|none]
  *   kcm_bench mem --impl kcm|framing|user [--parser len|fixed] [--msgs N]
  *                 [--label NAME] [--expect kcmux|kcm|none]
  *
