@@ -555,6 +555,8 @@ struct mux {
 	int nsocks;		/* tbl: live KCM sockets */
 	bool destroyed;		/* tbl: the last KCM socket was closed */
 	atomic_int sock_closes;	/* KCM sockets of it closed so far */
+	atomic_int requeues;	/* requeue_begin() calls, for reports */
+	atomic_int requeuing;	/* requeues under way */
 	int netns;		/* 0: initial namespace */
 	pthread_mutex_t lock;	/* the stream list */
 	uint32_t *stream_ids;
@@ -705,13 +707,22 @@ static void fn_reorder_mark(struct stream *s, const char *why)
 /*
  * A KCM socket hands its queue to its siblings (receive disable, close):
  * those messages may arrive after later ones, at any time (the mux holds
- * them until a socket has room).  Every message sent so far is exempt
- * from the order check; called when such an operation starts and when
- * it has finished.
+ * them until a socket has room).  While that is under way no order is
+ * checked on the mux (the socket still takes messages until the kernel
+ * releases it, which may be after the close, when a call in flight on it
+ * returns); once it is over, every message sent until then is exempt.
  */
-static void requeue_mark(struct mux *m)
+static void requeue_begin(struct mux *m)
+{
+	atomic_fetch_add(&m->requeues, 1);
+	atomic_fetch_add(&m->requeuing, 1);
+	mux_each_stream(m, DIR_RX, false, fn_reorder_mark, NULL);
+}
+
+static void requeue_end(struct mux *m)
 {
 	mux_each_stream(m, DIR_RX, false, fn_reorder_mark, NULL);
+	atomic_fetch_sub(&m->requeuing, 1);
 }
 
 static struct mux *mux_new(int type, uint32_t fixed_len, int netns)
@@ -756,7 +767,7 @@ static void ksock_put(struct ksock *k)
 	 * released, its requeue is over.
 	 */
 	close(k->fd);
-	requeue_mark(m);
+	requeue_end(m);
 	pthread_rwlock_destroy(&k->rx_lock);
 	pthread_rwlock_destroy(&k->tx_lock);
 	pthread_mutex_lock(&tbl);
@@ -870,7 +881,7 @@ static bool ksock_kill(struct ksock *k)
 		}
 	last = --m->nsocks == 0;
 	atomic_fetch_add(&m->sock_closes, 1);
-	requeue_mark(m);
+	requeue_begin(m);
 	/* Its unsent messages are dropped; a message it was writing is cut. */
 	for (i = 0; i < MAX_THREADS; i++) {
 		struct stream *s = stream_get(k->tx_stream[i]);
@@ -1050,6 +1061,14 @@ struct rx_info {
 	bool flags_known;
 };
 
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	while (n--)
+		if (*p++)
+			return false;
+	return true;
+}
+
 /*
  * Checks one message (or its prefix) read from KCM socket k and records
  * it as seen.  False if it was bad (already reported).
@@ -1068,8 +1087,16 @@ static bool rx_verify(struct wctx *w, struct ksock *k, const uint8_t *buf,
 		return false;
 	}
 	if (!hdr_ok(buf, &h)) {
-		fail(ri->op, "ksock %u (mux %u): corrupt header (%zu bytes)",
-		     k->serial, k->mux->serial, ri->n);
+		const uint32_t *w32 = (const uint32_t *)buf;
+
+		fail(ri->op, "ksock %u (mux %u, %s, %s%u): corrupt header (%zu bytes%s): %08x %08x %08x %08x %08x %08x %08x %08x",
+		     k->serial, k->mux->serial,
+		     k->type == SOCK_DGRAM ? "DGRAM" : "SEQPACKET",
+		     k->mux->fixed_len ? "fixed length " : "length header",
+		     k->mux->fixed_len, ri->n,
+		     all_zero(buf, ri->n) ? ", all zero" : "", ntohl(w32[0]),
+		     ntohl(w32[1]), ntohl(w32[2]), ntohl(w32[3]), ntohl(w32[4]),
+		     ntohl(w32[5]), ntohl(w32[6]), ntohl(w32[7]));
 		return false;
 	}
 	len = ntohl(h.len_be);
@@ -1151,12 +1178,15 @@ static bool rx_verify(struct wctx *w, struct ksock *k, const uint8_t *buf,
 	 * requeue moved (requeue_mark).
 	 */
 	o = order_slot(w, k->serial, s->id);
-	if (o->valid && h.seq >= atomic_load(&s->reorder_below)) {
+	if (o->valid && h.seq >= atomic_load(&s->reorder_below) &&
+	    !atomic_load(&k->mux->requeuing)) {
 		atomic_fetch_add(&st.order_checks, 1);
 		if (h.seq <= o->seq)
-			fail(ri->op, "stream %u: seq %llu after seq %llu on ksock %u",
-			     s->id, (unsigned long long)h.seq,
-			     (unsigned long long)o->seq, k->serial);
+			fail(ri->op, "stream %u (psock %u, mux %u): seq %llu after seq %llu on ksock %u (requeues on the mux %d, none since seq %llu)",
+			     s->id, s->owner, s->mux_serial,
+			     (unsigned long long)h.seq, (unsigned long long)o->seq,
+			     k->serial, atomic_load(&k->mux->requeues),
+			     (unsigned long long)atomic_load(&s->reorder_below));
 	}
 	if (!o->valid || h.seq > o->seq)
 		o->seq = h.seq;
@@ -1483,7 +1513,8 @@ static void op_socket(struct wctx *w)
 	full = live_muxes >= cfg.max_muxes || nk >= cfg.max_ksocks;
 	pthread_mutex_unlock(&tbl);
 	if (full) {
-		op_close_kcm(w);
+		if (!(cfg.skip_ops & (1ull << OP_CLOSE_KCM)))
+			op_close_kcm(w);
 		return;
 	}
 	ksock_create(w, 0);
@@ -1500,7 +1531,8 @@ static void op_clone(struct wctx *w)
 	full = nk >= cfg.max_ksocks;
 	pthread_mutex_unlock(&tbl);
 	if (full) {
-		op_close_kcm(w);
+		if (!(cfg.skip_ops & (1ull << OP_CLOSE_KCM)))
+			op_close_kcm(w);
 		return;
 	}
 	k = ksock_pick(&w->rng, NULL);
@@ -2444,9 +2476,9 @@ static void op_recv_disable(struct wctx *w, struct ksock *k)
 	socklen_t len = sizeof(got);
 	long rc;
 
-	requeue_mark(k->mux);
+	requeue_begin(k->mux);
 	rc = SYS(setsockopt(k->fd, SOL_KCM, KCM_RECV_DISABLE, &val, sizeof(val)));
-	requeue_mark(k->mux);
+	requeue_end(k->mux);
 	if (judge(OP_RECV_DISABLE, rc, NOERRS, atomic_load(&k->dead),
 		  "KCM_RECV_DISABLE")) {
 		pthread_mutex_lock(&tbl);
@@ -3556,6 +3588,8 @@ static void *monitor_main(void *arg)
 
 /* --- receivers: keep every KCM socket drained --------------------------- */
 
+static bool op_available(enum op op);
+
 static void *receiver_main(void *arg)
 {
 	struct wctx *w = arg;
@@ -3587,17 +3621,19 @@ static void *receiver_main(void *arg)
 			for (j = 0; j < 4; j++) {
 				uint32_t r = rnd_below(&w->rng, 100);
 
-				if (r < 60)
-					op_recv(w, ks[i], true);
-				else if (r < 75)
+				if (r >= 60 && r < 75 && op_available(OP_RECVMMSG))
 					op_recvmmsg(w, ks[i]);
-				else if (r < 85)
+				else if (r >= 75 && r < 85 &&
+					 op_available(OP_RECV_SPLICE))
 					op_recv_splice(w, ks[i]);
-				else if (r < 90)
+				else if (r >= 85 && r < 90 &&
+					 op_available(OP_RECV_PEEK))
 					op_recv_peek(w, ks[i]);
-				else if (ks[i]->type == SOCK_DGRAM)
+				else if (r >= 90 && ks[i]->type == SOCK_DGRAM &&
+					 op_available(OP_RECV_TRUNC))
 					op_recv_trunc(w, ks[i]);
-				else if (!cfg.reference)
+				else if (r >= 90 && ks[i]->type == SOCK_SEQPACKET &&
+					 op_available(OP_RECV_PARTIAL))
 					op_recv_partial(w, ks[i]);
 				else
 					op_recv(w, ks[i], true);
@@ -4088,12 +4124,12 @@ static void drain(struct wctx *w)
 	}
 	pthread_mutex_unlock(&tbl);
 	for (i = 0; i < n; i++) {
-		requeue_mark(ks[i]->mux);
+		requeue_begin(ks[i]->mux);
 		if (setsockopt(ks[i]->fd, SOL_KCM, KCM_RECV_DISABLE, &zero,
 			       sizeof(zero)))
 			fail(OP_DRAIN, "re-enable receive on ksock %u: %s",
 			     ks[i]->serial, strerror(errno));
-		requeue_mark(ks[i]->mux);
+		requeue_end(ks[i]->mux);
 		for (j = 0; j < ns; j++)
 			if (seen[j] == ks[i]->mux)
 				break;
@@ -4128,6 +4164,62 @@ static const char *dir_name(int dir)
 	return dir == DIR_RX ? "rx" : "tx";
 }
 
+/* What we know of a psock whose messages did not arrive. */
+static void psock_report(uint32_t serial)
+{
+	struct psock *p = NULL;
+	int i, inq = -1, err = -1;
+
+	pthread_mutex_lock(&tbl);
+	for (i = 0; i < npeer && !p; i++)
+		if (peertab[i]->serial == serial)
+			p = peertab[i];
+	for (i = 0; i < np && !p; i++)
+		if (ptab[i]->serial == serial)
+			p = ptab[i];
+	if (p)
+		atomic_fetch_add(&p->refs, 1);
+	pthread_mutex_unlock(&tbl);
+	if (!p) {
+		fprintf(stderr, "# psock %u: gone from the tables\n", serial);
+		return;
+	}
+	if (!atomic_load(&p->dead)) {
+		inq = kcm_inq(p->fd);
+		err = kcm_sock_error(p->fd);
+	}
+	fprintf(stderr, "# psock %u (id %u, mux %u%s): state %d, fd %s, %d bytes in TCP, SO_ERROR %d, stopped %d (err %d), peer: writer %s, fin %d, rst %d, %zu bytes of the last batch written of %zu\n",
+		p->serial, atomic_load(&p->psock_id), p->mux->serial,
+		p->mux->destroyed ? ", destroyed" : "", p->state,
+		atomic_load(&p->dead) ? "closed" : "open", inq, err,
+		atomic_load(&p->stopped), atomic_load(&p->stop_err),
+		atomic_load(&p->writer_stopped) ? "stopped" : "running",
+		p->peer_fin, atomic_load(&p->rst_sent), p->woff, p->wlen);
+	kcm_dump_file("/proc/net/kcm");
+	psock_put(p);
+}
+
+/* Allowed losses by the event that allowed them, for the summary. */
+#define LOSS_REASONS	24
+static struct {
+	const char *why;
+	unsigned long n;
+} loss_reasons[LOSS_REASONS];
+
+static void loss_count(const char *why, unsigned long n)
+{
+	int i;
+
+	if (!n)
+		return;
+	for (i = 0; i < LOSS_REASONS - 1 && loss_reasons[i].why; i++)
+		if (!strcmp(loss_reasons[i].why, why))
+			break;
+	if (!loss_reasons[i].why)
+		loss_reasons[i].why = why;
+	loss_reasons[i].n += n;
+}
+
 /* Every message sent and not seen must have a reason to be lost. */
 static void check_losses(void)
 {
@@ -4148,8 +4240,17 @@ static void check_losses(void)
 		for (seq = 0; seq < n; seq++) {
 			if (!bm_test(&s->sent, seq) || bm_test(&s->seen, seq))
 				continue;
-			if (seq < upto || policy == LOSS_ANY) {
+			if (policy == LOSS_ANY) {
 				allowed++;
+				loss_count(s->why ? s->why : "?", 1);
+				continue;
+			}
+			if (seq < upto) {
+				allowed++;
+				loss_count(s->targeted ?
+					   "targeted, its psock went away" :
+					   "in flight when a psock of its mux was reset",
+					   1);
 				continue;
 			}
 			if (!lost++)
@@ -4157,6 +4258,8 @@ static void check_losses(void)
 			if (policy == LOSS_NONE)
 				strict++;
 		}
+		if (strict && s->dir == DIR_RX)
+			psock_report(s->owner);
 		if (strict)
 			fail(OP_DRAIN, "%s stream %u (mux %u, %s %u, loss policy %s): %llu message(s) lost with nothing to lose them, first seq %llu of %llu sent",
 			     dir_name(s->dir), s->id, s->mux_serial,
@@ -4168,8 +4271,10 @@ static void check_losses(void)
 			fail(OP_DRAIN, "%s stream %u (mux %u, psock %u): %llu messages lost at unattach (one allowed), first seq %llu",
 			     dir_name(s->dir), s->id, s->mux_serial, s->owner,
 			     (unsigned long long)lost, (unsigned long long)first);
-		else
+		else {
 			allowed += lost;
+			loss_count(s->why ? s->why : "?", lost);
+		}
 	}
 	atomic_fetch_add(&st.lost_allowed, allowed);
 }
@@ -4292,6 +4397,8 @@ static void summary(double secs)
 	printf("  lost where allowed %lu, truncated reads %lu, order checks %lu, streams %u\n",
 	       atomic_load(&st.lost_allowed), atomic_load(&st.truncated),
 	       atomic_load(&st.order_checks), atomic_load(&next_stream_id) - 1);
+	for (e = 0; e < LOSS_REASONS && loss_reasons[e].why; e++)
+		printf("    lost: %lu, %s\n", loss_reasons[e].n, loss_reasons[e].why);
 	printf("  SIGPIPE %lu (%lu on live sockets), network namespaces %lu\n",
 	       atomic_load(&st.sigpipes), atomic_load(&st.sigpipes_live),
 	       atomic_load(&st.netns_made));
