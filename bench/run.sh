@@ -167,7 +167,7 @@ python3 "$HERE/report.py" --raw "$base.raw" --kernel "$rel" \
 	--date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --command "${cmdline% }" \
 	--clock "${icount:+icount $icount}" \
 	--commit "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
-	--module "$(md5sum <"$stage/kcmux.ko" | cut -c1-12), built $(date -u -r "$module" +%Y-%m-%dT%H:%MZ)" \
+	--module "$(md5sum <"$stage/kcmux.ko" | cut -c1-12), built $(date -u -r "$module" +%FT%H:%MZ)" \
 	--out "$base"
 if command -v gnuplot >/dev/null; then
 	gnuplot -e "datafile='$base.dat'; outfile='$base.svg'; title='kcmux on $rel ($stamp)'" \
