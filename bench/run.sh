@@ -18,7 +18,7 @@
 #   REL-DATE.md    the same as Markdown tables
 #   REL-DATE.svg   ratios kcmux/in-tree and kcmux/raw TCP per workload
 #   REL-DATE.log   the guest kernel's log
-# and REL-latest.{json,md,svg} pointing at the newest.
+# and REL-latest.{json,md,svg} pointing at the newest full run.
 #
 # --diagnose: the workloads where kcmux lost, also with a KCM receive
 # buffer that never fills, for the CPU-per-message split (application,
@@ -175,7 +175,8 @@ if command -v gnuplot >/dev/null; then
 else
 	echo "$PROG: gnuplot missing (scripts/deps.sh bench): no plot" >&2
 fi
-if ((!diagnose)); then
+# Only a full run is the "latest" result.
+if ((!diagnose && !quick)); then
 	for ext in json md svg; do
 		[[ -f $base.$ext ]] && ln -sfn "${base##*/}.$ext" "$out/$rel-latest.$ext"
 	done
