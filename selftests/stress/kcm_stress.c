@@ -37,6 +37,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <linux/genetlink.h>
+#include <linux/netlink.h>
 #include <linux/sockios.h>
 
 #include "kcm_test.h"
@@ -97,6 +99,7 @@ static struct {
 	bool ext_origin;
 	bool ext_psockid;
 	bool ext_inq;
+	int genl_family;	/* "kcmux" generic netlink family, 0: none */
 	uint64_t skip_ops;	/* bit per op: never run */
 } cfg = {
 	.duration = 30,
@@ -166,7 +169,7 @@ enum op {
 	OP_RECV, OP_RECVMMSG, OP_RECV_PEEK, OP_RECV_TRUNC, OP_RECV_PARTIAL,
 	OP_RECV_SPLICE, OP_POLL, OP_EPOLL, OP_RECV_DISABLE, OP_SOCKOPT,
 	OP_ORIGIN, OP_INQ, OP_PSOCKID, OP_NETNS, OP_PROC, OP_HOSTILE,
-	OP_PSOCK_ERROR, OP_PEER_IO, OP_DRAIN,
+	OP_GENL, OP_PSOCK_ERROR, OP_PEER_IO, OP_DRAIN,
 	OP_MAX
 };
 
@@ -185,7 +188,8 @@ static const char *const op_names[OP_MAX] = {
 	[OP_EPOLL] = "epoll", [OP_RECV_DISABLE] = "recv-disable",
 	[OP_SOCKOPT] = "sockopt", [OP_ORIGIN] = "origin", [OP_INQ] = "fionread",
 	[OP_PSOCKID] = "psock-id", [OP_NETNS] = "netns", [OP_PROC] = "proc",
-	[OP_HOSTILE] = "hostile", [OP_PSOCK_ERROR] = "psock-error",
+	[OP_HOSTILE] = "hostile", [OP_GENL] = "genl-dump",
+	[OP_PSOCK_ERROR] = "psock-error",
 	[OP_PEER_IO] = "peer-io", [OP_DRAIN] = "drain",
 };
 
@@ -2899,7 +2903,7 @@ static void rx_leftovers(struct wctx *w, struct psock *p)
 {
 	struct stream *s = p->rx;
 	size_t have = 0, off = 0, len;
-	uint64_t quiet_end = now_ms() + 150, hard_end = now_ms() + 3000;
+	uint64_t quiet_end = now_ms() + 400, hard_end = now_ms() + 10000;
 	struct wire_hdr h;
 	long rc;
 
@@ -2916,7 +2920,7 @@ static void rx_leftovers(struct wctx *w, struct psock *p)
 			      MSG_DONTWAIT));
 		if (rc > 0) {
 			have += rc;
-			quiet_end = now_ms() + 150;
+			quiet_end = now_ms() + 400;
 		} else if (rc == -EAGAIN && now_ms() < quiet_end &&
 			   now_ms() < hard_end) {
 			kcm_poll(p->fd, POLLIN, 20);
@@ -2958,6 +2962,14 @@ static void close_unattached(struct wctx *w, struct psock *p)
 {
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
+	/* Whatever the peer had still in flight at unattach is here now. */
+	pthread_mutex_lock(&p->lock);
+	if (atomic_load(&p->dead)) {
+		pthread_mutex_unlock(&p->lock);
+		return;
+	}
+	rx_leftovers(w, p);
+
 	atomic_store(&p->kcm_gone, true);
 	if (rnd_pct(&w->rng, 30)) {
 		/* What the mux wrote and the peer did not read yet is gone. */
@@ -2966,6 +2978,7 @@ static void close_unattached(struct wctx *w, struct psock *p)
 		atomic_store(&p->may_cut, true);
 	}
 	psock_kill_fd(p);
+	pthread_mutex_unlock(&p->lock);
 }
 
 static void op_unattach(struct wctx *w)
@@ -3662,7 +3675,7 @@ static const struct op_weight op_weights[] = {
 	{ OP_RECV_TRUNC, 2 }, { OP_RECV_PARTIAL, 2 }, { OP_RECV_SPLICE, 2 },
 	{ OP_POLL, 3 }, { OP_EPOLL, 3 }, { OP_RECV_DISABLE, 3 },
 	{ OP_SOCKOPT, 4 }, { OP_ORIGIN, 2 }, { OP_INQ, 2 }, { OP_PSOCKID, 2 },
-	{ OP_NETNS, 1 }, { OP_PROC, 1 }, { OP_HOSTILE, 2 },
+	{ OP_NETNS, 1 }, { OP_PROC, 1 }, { OP_HOSTILE, 2 }, { OP_GENL, 1 },
 };
 
 #define N_WEIGHTS (sizeof(op_weights) / sizeof(op_weights[0]))
@@ -3682,6 +3695,8 @@ static bool op_available(enum op op)
 		return cfg.ext_psockid;
 	case OP_INQ:
 		return cfg.ext_inq;
+	case OP_GENL:
+		return cfg.genl_family;
 	/* In-tree drops the rest of a short SEQPACKET read. */
 	case OP_RECV_PARTIAL:
 		return !cfg.reference;
@@ -3712,6 +3727,8 @@ static enum op op_choose(uint64_t *rng)
 }
 
 static uint64_t t_end_ms;
+
+static void op_genl(struct wctx *w);
 
 static void worker_op(struct wctx *w, enum op op)
 {
@@ -3758,6 +3775,9 @@ static void worker_op(struct wctx *w, enum op op)
 		return;
 	case OP_PROC:
 		op_proc(w);
+		return;
+	case OP_GENL:
+		op_genl(w);
 		return;
 	default:
 		break;
@@ -4027,6 +4047,191 @@ static void fi_stop(void)
 	faults_on = false;
 }
 
+/* --- generic netlink: the kcmux family -------------------------------- */
+
+struct genl_msg {
+	struct nlmsghdr n;
+	struct genlmsghdr g;
+	char attrs[64];
+};
+
+static int genl_socket(void)
+{
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+
+	if (fd >= 0)
+		set_timeo_ms(fd, SO_RCVTIMEO, 2000);
+	return fd;
+}
+
+static int genl_send(int fd, uint16_t type, uint8_t cmd, uint16_t flags,
+		     uint16_t attr, const char *str)
+{
+	struct genl_msg m;
+	struct nlattr *a = (struct nlattr *)m.attrs;
+	size_t alen = 0;
+
+	memset(&m, 0, sizeof(m));
+	if (str) {
+		a->nla_type = attr;
+		a->nla_len = NLA_HDRLEN + strlen(str) + 1;
+		memcpy((char *)a + NLA_HDRLEN, str, strlen(str) + 1);
+		alen = NLA_ALIGN(a->nla_len);
+	}
+	m.n.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN + alen);
+	m.n.nlmsg_type = type;
+	m.n.nlmsg_flags = NLM_F_REQUEST | flags;
+	m.n.nlmsg_seq = 1;
+	m.g.cmd = cmd;
+	m.g.version = 1;
+	return send(fd, &m, m.n.nlmsg_len, 0) < 0 ? -errno : 0;
+}
+
+#define GENL_MAXATTR	32
+
+/* Attributes of one generic netlink message, by type (NULL: absent). */
+static void genl_attrs(struct nlmsghdr *n, struct nlattr **tb)
+{
+	struct nlattr *a = (struct nlattr *)((char *)NLMSG_DATA(n) + GENL_HDRLEN);
+	int len = n->nlmsg_len - NLMSG_LENGTH(GENL_HDRLEN);
+
+	memset(tb, 0, sizeof(*tb) * GENL_MAXATTR);
+	while (len >= NLA_HDRLEN && a->nla_len >= NLA_HDRLEN &&
+	       a->nla_len <= len) {
+		if ((a->nla_type & NLA_TYPE_MASK) < GENL_MAXATTR)
+			tb[a->nla_type & NLA_TYPE_MASK] = a;
+		len -= NLA_ALIGN(a->nla_len);
+		a = (struct nlattr *)((char *)a + NLA_ALIGN(a->nla_len));
+	}
+}
+
+static uint32_t nla_u32(const struct nlattr *a)
+{
+	uint32_t v = 0;
+
+	if (a && a->nla_len >= NLA_HDRLEN + 4)
+		memcpy(&v, (const char *)a + NLA_HDRLEN, 4);
+	return v;
+}
+
+/*
+ * Reads the answer to a request: calls fn for each message until the
+ * end of a dump (or the one answer).  Objects seen, or -errno.
+ */
+static int genl_recv(int fd, void (*fn)(struct nlattr **tb, void *arg),
+		     void *arg)
+{
+	static __thread char buf[65536];
+	struct nlattr *tb[GENL_MAXATTR];
+	struct nlmsghdr *n;
+	int count = 0;
+	ssize_t len;
+
+	for (;;) {
+		len = recv(fd, buf, sizeof(buf), 0);
+		if (len < 0)
+			return -errno;
+		for (n = (struct nlmsghdr *)buf; NLMSG_OK(n, len);
+		     n = NLMSG_NEXT(n, len)) {
+			if (n->nlmsg_type == NLMSG_DONE)
+				return count;
+			if (n->nlmsg_type == NLMSG_ERROR) {
+				struct nlmsgerr *e = NLMSG_DATA(n);
+
+				return e->error ? e->error : count;
+			}
+			genl_attrs(n, tb);
+			if (fn)
+				fn(tb, arg);
+			count++;
+			if (!(n->nlmsg_flags & NLM_F_MULTI))
+				return count;
+		}
+	}
+}
+
+static void genl_family_cb(struct nlattr **tb, void *arg)
+{
+	const struct nlattr *a = tb[CTRL_ATTR_FAMILY_ID];
+
+	if (a)
+		memcpy(arg, (const char *)a + NLA_HDRLEN, sizeof(uint16_t));
+}
+
+/* The id of the "kcmux" family, 0 if it does not resolve. */
+static int genl_resolve(void)
+{
+	uint16_t id = 0;
+	int fd = genl_socket();
+
+	if (fd < 0)
+		return 0;
+	if (!genl_send(fd, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 0,
+		       CTRL_ATTR_FAMILY_NAME, KCMUX_GENL_NAME))
+		genl_recv(fd, genl_family_cb, &id);
+	close(fd);
+	return id;
+}
+
+/* A dump of the objects of the current namespace; objects, or -errno. */
+static int genl_dump(uint8_t cmd, void (*fn)(struct nlattr **tb, void *arg),
+		     void *arg)
+{
+	int fd = genl_socket(), n;
+
+	if (fd < 0)
+		return -errno;
+	n = genl_send(fd, cfg.genl_family, cmd, NLM_F_DUMP, 0, NULL);
+	if (!n)
+		n = genl_recv(fd, fn, arg);
+	close(fd);
+	return n;
+}
+
+static void genl_check_cb(struct nlattr **tb, void *arg)
+{
+	int *bad = arg;
+
+	/* Every object names its mux; psocks their id and a known state. */
+	if (!tb[KCMUX_A_MUX_ID] ||
+	    (tb[KCMUX_A_PSOCK_ID] && (!nla_u32(tb[KCMUX_A_PSOCK_ID]) ||
+				      nla_u32(tb[KCMUX_A_STATE]) >
+				      KCMUX_PSOCK_STATE_UNATTACHING)))
+		(*bad)++;
+}
+
+/* Dumps while everything changes: the module's locking and walk. */
+static void op_genl(struct wctx *w)
+{
+	static const uint8_t cmds[] = { KCMUX_CMD_GET_MUX, KCMUX_CMD_GET_SOCK,
+					KCMUX_CMD_GET_PSOCK };
+	uint8_t cmd = cmds[rnd_below(&w->rng, 3)];
+	int bad = 0, n;
+
+	n = genl_dump(cmd, genl_check_cb, &bad);
+	if (judge(OP_GENL, n, NOERRS, false, "generic netlink dump") && bad)
+		fail(OP_GENL, "dump %u: %d malformed objects", cmd, bad);
+}
+
+struct genl_find {
+	uint32_t id;
+	bool found;
+	uint32_t state, error, rxq, txq;
+};
+
+static void genl_find_cb(struct nlattr **tb, void *arg)
+{
+	struct genl_find *f = arg;
+
+	if (nla_u32(tb[KCMUX_A_PSOCK_ID]) != f->id)
+		return;
+	f->found = true;
+	f->state = nla_u32(tb[KCMUX_A_STATE]);
+	f->error = nla_u32(tb[KCMUX_A_ERROR]);
+	f->rxq = nla_u32(tb[KCMUX_A_RX_QUEUE]);
+	f->txq = nla_u32(tb[KCMUX_A_TX_QUEUE]);
+}
+
 /* --- probing the module under test -------------------------------------- */
 
 static void probe(void)
@@ -4063,6 +4268,7 @@ static void probe(void)
 		close(fds[1]);
 	}
 	close(k);
+	cfg.genl_family = genl_resolve();
 	/* Without ids, an origin cannot be checked: targeted sends need them. */
 	if (!cfg.ext_psockid && !cfg.ext_attach)
 		cfg.ext_origin = false;
@@ -4188,6 +4394,17 @@ static void psock_report(uint32_t serial)
 		inq = kcm_inq(p->fd);
 		err = kcm_sock_error(p->fd);
 	}
+	if (cfg.genl_family && atomic_load(&p->psock_id) && !p->mux->netns) {
+		struct genl_find f = { .id = atomic_load(&p->psock_id) };
+
+		genl_dump(KCMUX_CMD_GET_PSOCK, genl_find_cb, &f);
+		if (f.found)
+			fprintf(stderr, "# psock %u, kernel's view (genetlink): state %u, error %u, rx queue %u, tx queue %u\n",
+				p->serial, f.state, f.error, f.rxq, f.txq);
+		else
+			fprintf(stderr, "# psock %u: id %u not in the kernel's dump\n",
+				p->serial, f.id);
+	}
 	fprintf(stderr, "# psock %u (id %u, mux %u%s): state %d, fd %s, %d bytes in TCP, SO_ERROR %d, stopped %d (err %d), peer: writer %s, fin %d, rst %d, %zu bytes of the last batch written of %zu\n",
 		p->serial, atomic_load(&p->psock_id), p->mux->serial,
 		p->mux->destroyed ? ", destroyed" : "", p->state,
@@ -4197,6 +4414,34 @@ static void psock_report(uint32_t serial)
 		p->peer_fin, atomic_load(&p->rst_sent), p->woff, p->wlen);
 	kcm_dump_file("/proc/net/kcm");
 	psock_put(p);
+}
+
+/* The sequence numbers of s that went missing, as ranges. */
+static void lost_ranges(struct stream *s, uint64_t upto)
+{
+	uint64_t n = atomic_load(&s->next_seq), seq, from = 0;
+	int ranges = 0;
+	bool in = false;
+
+	fprintf(stderr, "# stream %u: %llu sent, %llu seen, lost:", s->id,
+		(unsigned long long)atomic_load(&s->nsent),
+		(unsigned long long)atomic_load(&s->nseen));
+	for (seq = upto; seq <= n; seq++) {
+		bool lost = seq < n && bm_test(&s->sent, seq) &&
+			    !bm_test(&s->seen, seq);
+
+		if (lost && !in) {
+			from = seq;
+			in = true;
+		} else if (!lost && in) {
+			in = false;
+			if (ranges++ < 12)
+				fprintf(stderr, " %llu-%llu",
+					(unsigned long long)from,
+					(unsigned long long)seq - 1);
+		}
+	}
+	fprintf(stderr, "%s\n", ranges > 12 ? " ..." : "");
 }
 
 /* Allowed losses by the event that allowed them, for the summary. */
@@ -4258,8 +4503,11 @@ static void check_losses(void)
 			if (policy == LOSS_NONE)
 				strict++;
 		}
-		if (strict && s->dir == DIR_RX)
+		if ((strict || (policy == LOSS_ONE && lost > 1)) &&
+		    s->dir == DIR_RX)
 			psock_report(s->owner);
+		if (strict || (policy == LOSS_ONE && lost > 1))
+			lost_ranges(s, upto);
 		if (strict)
 			fail(OP_DRAIN, "%s stream %u (mux %u, %s %u, loss policy %s): %llu message(s) lost with nothing to lose them, first seq %llu of %llu sent",
 			     dir_name(s->dir), s->id, s->mux_serial,
@@ -4590,13 +4838,14 @@ int main(int argc, char **argv)
 	placeholder = sv[0];
 	epfd_shared = epoll_create1(EPOLL_CLOEXEC);
 	fd_base = count_fds();
-	printf("# kcm_stress: module %s, seed %llu (replay: --seed %llu), extensions:%s%s%s%s\n",
+	printf("# kcm_stress: module %s, seed %llu (replay: --seed %llu), extensions:%s%s%s%s%s\n",
 	       cfg.module, (unsigned long long)cfg.seed,
 	       (unsigned long long)cfg.seed,
 	       cfg.ext_attach ? " attach-ext" : "",
 	       cfg.ext_psockid ? " psock-id" : "",
 	       cfg.ext_origin ? " origin" : "",
-	       cfg.ext_inq ? " fionread" : "");
+	       cfg.ext_inq ? " fionread" : "",
+	       cfg.genl_family ? " genetlink" : "");
 	if (cfg.fail_nth)
 		return run_fail_nth();
 	if (cfg.fault_pct && !fi_setup(cfg.fault_pct))
