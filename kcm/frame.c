@@ -289,7 +289,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	take = min_t(size_t, left, f->view->len - prev);
 
 	/* Small and whole: no skb of its own, straight into a pack. */
-	if (len <= KCMUX_COPYBREAK && len <= prev + take &&
+	if (len <= KCMUX_PACK_MSG_MAX && len <= prev + take &&
 	    kcmux_rx_deliver_data(psock, f->view->data, len)) {
 		kcmux_frame_account(psock, len);
 		*used = len - prev;

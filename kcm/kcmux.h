@@ -233,8 +233,14 @@ struct kcmux_pack_rec {
 	u32 psock_id;
 };
 
-/* Messages up to this size are copied, not cloned, and packed on rx. */
-#define KCMUX_COPYBREAK		512
+/*
+ * Received messages up to KCMUX_COPYBREAK bytes are copied into an skb of
+ * their own (two pages at most) instead of pinning the TCP skbs they came
+ * in, whose truesize can be many times the message; those up to
+ * KCMUX_PACK_MSG_MAX are packed several to an skb.
+ */
+#define KCMUX_COPYBREAK		SKB_WITH_OVERHEAD(8192)
+#define KCMUX_PACK_MSG_MAX	512
 
 static inline struct kcmux_msg_cb *kcmux_msg_cb(struct sk_buff *skb)
 {
@@ -296,6 +302,7 @@ void kcmux_rx_sock_ready(struct kcmux_sock *kcm);
 void kcmux_rx_requeue_queue(struct kcmux_sock *kcm);
 void kcmux_rx_unpark(struct kcmux_psock *psock);
 u32 kcmux_rx_queued(struct kcmux_sock *kcm);
+struct sk_buff *kcmux_rx_peek(struct sock *sk);
 int kcmux_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
 		  int flags);
 ssize_t kcmux_splice_read(struct socket *sock, loff_t *ppos,

@@ -39,7 +39,7 @@ static bool kcmux_rx_packable(struct sk_buff *skb)
 {
 	const struct kcmux_msg_cb *cb = kcmux_msg_cb(skb);
 
-	return !cb->packed && cb->len <= KCMUX_COPYBREAK && !cb->offset &&
+	return !cb->packed && cb->len <= KCMUX_PACK_MSG_MAX && !cb->offset &&
 	       !cb->sent && cb->len == skb->len && !skb_is_nonlinear(skb) &&
 	       !skb_cloned(skb);
 }
@@ -168,16 +168,18 @@ static bool kcmux_rx_enqueue_data(struct kcmux_sock *kcm, const void *data,
 	if (pack) {
 		/* No new memory: just take our turn at the back. */
 		list_move_tail(&kcm->rx_node, &kcm->mux->rx_socks);
+		kcmux_rx_pack_put(pack, data, len, psock_id);
 	} else {
 		pack = kcmux_rx_pack_alloc();
 		if (!pack) {
 			spin_unlock_irqrestore(&queue->lock, flags);
 			return false;
 		}
+		/* Whole before it is queued: readers peek under this lock. */
+		kcmux_rx_pack_put(pack, data, len, psock_id);
 		kcmux_rx_charge(kcm, pack);
 		__skb_queue_tail(queue, pack);
 	}
-	kcmux_rx_pack_put(pack, data, len, psock_id);
 	spin_unlock_irqrestore(&queue->lock, flags);
 
 	/* Under mux->lock: a closing socket leaves rx_socks under it too. */
@@ -357,11 +359,18 @@ void kcmux_rx_unpark(struct kcmux_psock *psock)
 	spin_unlock_bh(&mux->lock);
 }
 
-/* After a read freed memory: rejoin the steering list.  KCM sock locked. */
+/*
+ * After a read freed memory: rejoin the steering list, once the queue is
+ * down to half the buffer.  Rejoining as soon as one message fits would
+ * resume a parked psock for a single message per read, a worker round
+ * trip each; from half empty one resumption refills half.  KCM sock locked.
+ */
 static void kcmux_rx_refill(struct kcmux_sock *kcm)
 {
+	struct sock *sk = &kcm->sk;
+
 	if (READ_ONCE(kcm->rx_ready) || READ_ONCE(kcm->rx_disabled) ||
-	    !kcmux_rx_has_room(&kcm->sk))
+	    atomic_read(&sk->sk_rmem_alloc) > READ_ONCE(sk->sk_rcvbuf) / 2)
 		return;
 	spin_lock_bh(&kcm->mux->lock);
 	kcmux_rx_sock_ready(kcm);
@@ -390,12 +399,29 @@ int kcmux_set_recv_disable(struct kcmux_sock *kcm, bool disable)
 	return 0;
 }
 
+/*
+ * The message at the head of the receive queue, taken under the queue
+ * lock so that everything its enqueuer wrote (its cb, a pack's records)
+ * is visible.  It stays queued; only the socket lock holder unlinks it.
+ */
+struct sk_buff *kcmux_rx_peek(struct sock *sk)
+{
+	struct sk_buff_head *queue = &sk->sk_receive_queue;
+	struct sk_buff *skb;
+	unsigned long flags;
+
+	spin_lock_irqsave(&queue->lock, flags);
+	skb = skb_peek(queue);
+	spin_unlock_irqrestore(&queue->lock, flags);
+	return skb;
+}
+
 /* Waits for a message; returns it still queued.  KCM socket locked. */
 static struct sk_buff *kcmux_rx_wait(struct sock *sk, long timeo, int *err)
 {
 	struct sk_buff *skb;
 
-	while (!(skb = skb_peek(&sk->sk_receive_queue))) {
+	while (!(skb = kcmux_rx_peek(sk))) {
 		if (sk->sk_err) {
 			*err = sock_error(sk);
 			return NULL;

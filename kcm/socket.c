@@ -124,7 +124,7 @@ static int kcmux_ioctl_inq(struct sock *sk, int __user *uval)
 	int len;
 
 	lock_sock(sk);
-	skb = skb_peek(&sk->sk_receive_queue);
+	skb = kcmux_rx_peek(sk);
 	len = skb ? kcmux_msg_cb(skb)->len : 0;
 	release_sock(sk);
 	return put_user(len, uval);

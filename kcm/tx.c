@@ -90,7 +90,9 @@ static struct sk_buff *kcmux_tx_alloc(struct sock *sk, size_t size, int *err)
 	struct sk_buff *skb;
 
 	/* Charged to the sender's memcg: user data, held as long as it likes. */
-	skb = alloc_skb_with_frags(linear, size - linear, 0, err,
+	/* Large pages when they come cheap: fewer frags to send and free. */
+	skb = alloc_skb_with_frags(linear, size - linear,
+				   PAGE_ALLOC_COSTLY_ORDER, err,
 				   sk->sk_allocation | __GFP_ACCOUNT);
 	if (!skb)
 		return NULL;
