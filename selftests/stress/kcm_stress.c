@@ -610,6 +610,7 @@ struct psock {
 	atomic_int peer_req;
 	atomic_bool writer_stopped;
 	atomic_bool rst_sent;	/* the peer reset the connection */
+	int closes_at_attach;	/* mux->sock_closes when attached */
 	/* Peer side: touched only by the peer thread (after setup). */
 	int peer_fd;
 	bool peer_done;
@@ -760,6 +761,8 @@ static void mux_put_locked(struct mux *m)
 	free(m);
 }
 
+static void unobservable_lossy_locked(struct mux *m);
+
 static void ksock_put(struct ksock *k)
 {
 	struct mux *m = k->mux;
@@ -775,6 +778,7 @@ static void ksock_put(struct ksock *k)
 	pthread_rwlock_destroy(&k->rx_lock);
 	pthread_rwlock_destroy(&k->tx_lock);
 	pthread_mutex_lock(&tbl);
+	unobservable_lossy_locked(m);
 	mux_put_locked(m);
 	pthread_mutex_unlock(&tbl);
 	free(k);
@@ -843,6 +847,25 @@ static void psock_put(struct psock *p)
 }
 
 /*
+ * A psock that was carrying a message of a KCM socket being closed gets
+ * EPIPE and stops, in both directions.  We see that on the psocks we
+ * still hold an fd of (the monitor, and a last look before closing one),
+ * not on the others, whose received messages may then stay in TCP: from
+ * the start of a close to the kernel's release of the socket (which may
+ * come later, when a call in flight on it returns).  tbl held.
+ */
+static void unobservable_lossy_locked(struct mux *m)
+{
+	int i;
+
+	for (i = 0; i < npeer; i++)
+		if (peertab[i]->mux == m && peertab[i]->state == PS_FDCLOSED &&
+		    peertab[i]->rx)
+			stream_raise(peertab[i]->rx, LOSS_ANY,
+				     "KCM socket closed while its psock was unobservable");
+}
+
+/*
  * The last KCM socket of m is gone: the kernel unattaches every psock and
  * frees whatever is queued.  tbl held.
  */
@@ -899,16 +922,7 @@ static bool ksock_kill(struct ksock *k)
 	for (i = 0; i < npeer; i++)
 		if (peertab[i]->mux == m)
 			atomic_store(&peertab[i]->may_cut, true);
-	/*
-	 * A psock that was carrying a message of this socket gets EPIPE and
-	 * stops; we see that on the psocks we still hold an fd of, not on
-	 * the others, whose received messages may then stay in TCP.
-	 */
-	for (i = 0; i < npeer; i++)
-		if (peertab[i]->mux == m && peertab[i]->state == PS_FDCLOSED &&
-		    peertab[i]->rx)
-			stream_raise(peertab[i]->rx, LOSS_ANY,
-				     "KCM socket closed while its psock was unobservable");
+	unobservable_lossy_locked(m);
 	if (last) {
 		mux_destroyed_locked(m);
 		pthread_mutex_unlock(&tbl);
@@ -1360,6 +1374,7 @@ static struct psock *attach_new(struct wctx *w, struct ksock *k, enum op op)
 	p->fd = fds[1];
 	p->peer_fd = fds[0];
 	p->wrng = mix64(w->rng ^ p->serial) | 1;
+	p->closes_at_attach = atomic_load(&m->sock_closes);
 	p->chunk_mode = rnd_below(&w->rng, 4);
 	p->rx = stream_new(DIR_RX, m->serial, p->serial);
 	mux_add_stream(m, p->rx);
@@ -2818,6 +2833,8 @@ static void op_hostile(struct wctx *w, struct ksock *k)
 
 /* --- psock operations ------------------------------------------------------ */
 
+static void psock_stopped(struct psock *p, int err);
+
 static void op_unattach(struct wctx *w);
 
 static void op_attach(struct wctx *w, enum op op)
@@ -3059,6 +3076,17 @@ static void op_close_tcp(struct wctx *w)
 		pthread_mutex_unlock(&p->lock);
 		close_unattached(w, p);
 	} else if (p->state == PS_ATTACHED && !atomic_load(&p->dead)) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		/*
+		 * Last look at its errors (the monitor polls only now and
+		 * then): an error posted before we close must be known.
+		 */
+		if (!atomic_load(&p->stopped) &&
+		    (kcm_poll(p->fd, 0, 0) & POLLERR) &&
+		    !getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) && err)
+			psock_stopped(p, err);
 		/* The mux holds the socket: nothing changes for it. */
 		pthread_mutex_lock(&tbl);
 		p->state = PS_FDCLOSED;
@@ -3528,7 +3556,7 @@ static void psock_stopped(struct psock *p, int err)
 	case EPIPE:
 		/* Peer FIN, reset, or a KCM socket closed mid-message. */
 		ok = atomic_load(&p->fin_at) || atomic_load(&p->rst_sent) ||
-		     atomic_load(&p->mux->sock_closes) ||
+		     atomic_load(&p->mux->sock_closes) > p->closes_at_attach ||
 		     atomic_load(&p->kcm_gone);
 		break;
 	case ECONNRESET:
