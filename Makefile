@@ -119,7 +119,7 @@ stress: modules-all
 			--module $(STRESS_MODULE) $(if $(SEED),--seed $(SEED))
 
 bench: modules-all
-	@$(DEPS_SH) vm tests bench
+	@$(DEPS_SH) build vm tests bench
 	bench/run.sh $(BENCH_ARGS)
 
 demo: modules-all
@@ -136,6 +136,7 @@ clean:
 	-$(MAKE) -C examples clean
 	-$(MAKE) -C bpf clean
 	-$(MAKE) -C tools/kcmctl clean
+	-$(MAKE) -C bench clean
 	rm -f *.o *.ko *.mod *.mod.c modules.order Module.symvers .*.cmd kcm/*.o kcm/.*.cmd
 
 # install, uninstall, dkms-*, install-check, man (last: adds no default goal)

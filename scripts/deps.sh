@@ -74,7 +74,7 @@ packages_of() {
 		echo postgresql socat python3-thrift kcat
 		;;
 	install) echo dkms python3-docutils pkg-config groff-base openssl ;;
-	bench)  echo gnuplot-nox ;;
+	bench)  echo gnuplot-nox python3 ;;
 	source) echo linux-source-6.12 xz-utils ;;
 	tests)  echo libc6-dev gcc make ;;
 	docs)   echo python3-docutils ;;
