@@ -3224,13 +3224,15 @@ static void peer_reset(struct psock *p)
 
 static void peer_fin(struct psock *p)
 {
-	long rc = SYS(shutdown(p->peer_fd, SHUT_WR));
+	long rc;
 
+	/* Before the FIN: on loopback its EPIPE may be posted at once. */
+	atomic_store(&p->fin_at, now_ms());
+	rc = SYS(shutdown(p->peer_fd, SHUT_WR));
 	judge(OP_PEER_FIN, rc, ERRS(ENOTCONN), atomic_load(&p->kcm_gone),
 	      "shutdown(SHUT_WR)");
 	p->peer_fin = true;
 	atomic_store(&p->writer_stopped, true);
-	atomic_store(&p->fin_at, now_ms());
 	/*
 	 * kcmux delivers every message completed before the FIN; in-tree
 	 * stops the psock at once.  Targeted messages die with the psock.
@@ -3538,6 +3540,16 @@ static void *peer_main(void *arg)
 
 /* --- the monitor: errors posted on attached TCP sockets ------------------- */
 
+struct genl_find {
+	uint32_t id;
+	bool found;
+	uint32_t state, error, rxq, txq;
+};
+
+static void genl_find_cb(struct nlattr **tb, void *arg);
+static int genl_dump(uint8_t cmd, void (*fn)(struct nlattr **tb, void *arg),
+		     void *arg);
+
 static void psock_stopped(struct psock *p, int err)
 {
 	bool ok;
@@ -3570,10 +3582,18 @@ static void psock_stopped(struct psock *p, int err)
 		ok = false;
 		break;
 	}
-	if (!ok)
-		fail(OP_PSOCK_ERROR, "psock %u (mux %u, id %u): error %d (%s) posted without cause",
-		     p->serial, p->mux->serial, atomic_load(&p->psock_id), err,
-		     strerror(err));
+	if (!ok) {
+		struct genl_find f = { .id = atomic_load(&p->psock_id) };
+
+		if (cfg.genl_family && f.id && !p->mux->netns)
+			genl_dump(KCMUX_CMD_GET_PSOCK, genl_find_cb, &f);
+		fail(OP_PSOCK_ERROR, "psock %u (mux %u%s, id %u): error %d (%s) posted without cause; kernel: %s state %u first error %u; closes on the mux %d (%d at attach), peer fin %d rst %d",
+		     p->serial, p->mux->serial, p->mux->netns ? " in a netns" : "",
+		     atomic_load(&p->psock_id), err, strerror(err),
+		     f.found ? "" : "(no genetlink view)", f.state, f.error,
+		     atomic_load(&p->mux->sock_closes), p->closes_at_attach,
+		     atomic_load(&p->fin_at) != 0, atomic_load(&p->rst_sent));
+	}
 }
 
 static void *monitor_main(void *arg)
@@ -4240,12 +4260,6 @@ static void op_genl(struct wctx *w)
 	if (judge(OP_GENL, n, NOERRS, false, "generic netlink dump") && bad)
 		fail(OP_GENL, "dump %u: %d malformed objects", cmd, bad);
 }
-
-struct genl_find {
-	uint32_t id;
-	bool found;
-	uint32_t state, error, rxq, txq;
-};
 
 static void genl_find_cb(struct nlattr **tb, void *arg)
 {
