@@ -74,7 +74,9 @@ done
 
 [[ $duration =~ ^[1-9][0-9]*$ ]] || die "bad --duration: $duration"
 [[ $workers =~ ^[1-9][0-9]*$ ]] || die "bad --workers: $workers"
-[[ $pct =~ ^[0-9]+$ ]] && ((pct >= 1 && pct <= 100)) || die "bad fault percentage: $pct"
+if ! [[ $pct =~ ^[0-9]+$ ]] || ((pct < 1 || pct > 100)); then
+	die "bad fault percentage: $pct"
+fi
 [[ $module == kcmux || $module == kcm ]] || die "bad --module: $module (kcmux or kcm)"
 if [[ -z $seed ]]; then
 	seed=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')

@@ -487,6 +487,13 @@ struct stream {
 	atomic_ullong lossable_upto;	/* seqs below may be lost */
 	atomic_ullong reorder_below;	/* seqs below may have been requeued */
 	atomic_int policy;	/* enum loss_policy */
+	/*
+	 * rx: the psock may have stopped while we could not see it (fd
+	 * closed); decided at the end from the kernel's view (genetlink).
+	 */
+	atomic_bool unobserved;
+	const char *unobserved_why;
+	int netns;
 	atomic_ullong nsent, nseen;
 	struct bitmap sent, seen;
 	const char *why;	/* first reason the policy was raised */
@@ -541,6 +548,12 @@ static void stream_lossable_now(struct stream *s)
 	while (cur < n && !atomic_compare_exchange_weak(&s->lossable_upto,
 							&cur, n))
 		;
+}
+
+static void stream_unobserved(struct stream *s, const char *why)
+{
+	if (!atomic_exchange(&s->unobserved, true))
+		s->unobserved_why = why;
 }
 
 static void stream_mark_sent(struct stream *s, uint64_t seq)
@@ -862,8 +875,8 @@ static void unobservable_lossy_locked(struct mux *m)
 	for (i = 0; i < npeer; i++)
 		if (peertab[i]->mux == m && peertab[i]->state == PS_FDCLOSED &&
 		    peertab[i]->rx)
-			stream_raise(peertab[i]->rx, LOSS_ANY,
-				     "KCM socket closed while its psock was unobservable");
+			stream_unobserved(peertab[i]->rx,
+					  "KCM socket closed while its psock was unobservable");
 }
 
 /*
@@ -1378,6 +1391,7 @@ static struct psock *attach_new(struct wctx *w, struct ksock *k, enum op op)
 	p->closes_at_attach = atomic_load(&m->sock_closes);
 	p->chunk_mode = rnd_below(&w->rng, 4);
 	p->rx = stream_new(DIR_RX, m->serial, p->serial);
+	p->rx->netns = m->netns;
 	mux_add_stream(m, p->rx);
 
 	pre = rnd_pct(&w->rng, 30) ? 1 + rnd_below(&w->rng, 2) : 0;
@@ -3101,8 +3115,7 @@ static void op_close_tcp(struct wctx *w)
 		pthread_mutex_unlock(&tbl);
 		/* We cannot see its errors any more. */
 		if (faults_on)
-			stream_raise(p->rx, LOSS_ANY,
-				     "fd closed under fault injection");
+			stream_unobserved(p->rx, "fd closed under fault injection");
 		pthread_mutex_unlock(&p->lock);
 		psock_kill_fd(p);
 	} else {
@@ -4515,13 +4528,55 @@ static void loss_count(const char *why, unsigned long n)
 	loss_reasons[i].n += n;
 }
 
+/* psock id -> first error, from a genetlink dump (initial namespace). */
+struct psock_view {
+	uint32_t n, cap;
+	struct { uint32_t id, error; } *e;
+};
+
+static void psock_view_cb(struct nlattr **tb, void *arg)
+{
+	struct psock_view *v = arg;
+
+	if (!tb[KCMUX_A_PSOCK_ID])
+		return;
+	if (v->n == v->cap) {
+		v->cap = v->cap ? 2 * v->cap : 64;
+		v->e = realloc(v->e, v->cap * sizeof(*v->e));
+		if (!v->e)
+			abort();
+	}
+	v->e[v->n].id = nla_u32(tb[KCMUX_A_PSOCK_ID]);
+	v->e[v->n].error = nla_u32(tb[KCMUX_A_ERROR]);
+	v->n++;
+}
+
+/*
+ * A stream whose psock we could not watch: did the psock stop?  Only
+ * if the kernel does not show it alive and error-free.
+ */
+static bool unobserved_stopped(const struct psock_view *v, struct stream *s)
+{
+	uint32_t id = atomic_load(&s->psock_id), i;
+
+	if (!cfg.genl_family || !id || s->netns)
+		return true;
+	for (i = 0; i < v->n; i++)
+		if (v->e[i].id == id)
+			return v->e[i].error != 0;
+	return true;
+}
+
 /* Every message sent and not seen must have a reason to be lost. */
 static void check_losses(void)
 {
 	uint32_t id, last = atomic_load(&next_stream_id);
 	unsigned long allowed = 0;
+	struct psock_view view = { 0 };
 	struct stream *s;
 
+	if (cfg.genl_family)
+		genl_dump(KCMUX_CMD_GET_PSOCK, psock_view_cb, &view);
 	for (id = 1; id < last; id++) {
 		uint64_t n, seq, upto, lost = 0, strict = 0, first = 0;
 		int policy;
@@ -4529,6 +4584,8 @@ static void check_losses(void)
 		s = stream_get(id);
 		if (!s)
 			continue;
+		if (atomic_load(&s->unobserved) && unobserved_stopped(&view, s))
+			stream_raise(s, LOSS_ANY, s->unobserved_why);
 		n = atomic_load(&s->next_seq);
 		upto = atomic_load(&s->lossable_upto);
 		policy = atomic_load(&s->policy);
@@ -4575,6 +4632,7 @@ static void check_losses(void)
 		}
 	}
 	atomic_fetch_add(&st.lost_allowed, allowed);
+	free(view.e);
 }
 
 /* "*** KCM statistics (N MUX) ****": N, or -1. */
