@@ -433,6 +433,7 @@ static int kcmux_frame_actor(read_descriptor_t *desc, struct sk_buff *skb,
 			if (!kcmux_rx_deliver(psock, msg)) {
 				/* Parked: leave the rest in TCP (backpressure). */
 				desc->count = 0;
+				desc->error = -EAGAIN;
 				break;
 			}
 		}
@@ -440,25 +441,35 @@ static int kcmux_frame_actor(read_descriptor_t *desc, struct sk_buff *skb,
 
 	if (err) {
 		desc->count = 0;
+		desc->error = err;
 		kcmux_frame_error(psock, err);
 	}
 	return used;
 }
 
-void kcmux_frame_read(struct kcmux_psock *psock)
+/*
+ * Frames what TCP holds.  Returns false if it left whole messages in TCP
+ * and will be called again for them: when the parked message is taken,
+ * or when the allocation that failed is retried.
+ */
+bool kcmux_frame_read(struct kcmux_psock *psock)
 {
 	read_descriptor_t desc = {
 		.arg.data = psock,
 		.count = 1,
 	};
 
-	if (psock->frame.stopped || READ_ONCE(psock->rx_paused))
-		return;
+	if (psock->frame.stopped)
+		return true;
+	if (READ_ONCE(psock->rx_paused))
+		return false;
 	/* Waiting for a known number of bytes: do not reparse each segment. */
 	if (psock->frame.need && tcp_inq(psock->sk) < psock->frame.need &&
 	    kcmux_frame_may_wait(psock->sk, psock->frame.need))
-		return;
+		return true;
+	/* tcp_read_sock() leaves desc.error to the actor. */
 	tcp_read_sock(psock->sk, &desc, kcmux_frame_actor);
+	return !desc.error;
 }
 
 /* Drops partial state; no more reading.  TCP socket locked. */

@@ -290,7 +290,7 @@ void kcmux_psock_release(struct kcmux_psock *psock);
 void kcmux_psock_unattach_all(struct kcmux_mux *mux);
 
 /* frame.c */
-void kcmux_frame_read(struct kcmux_psock *psock);
+bool kcmux_frame_read(struct kcmux_psock *psock);
 void kcmux_frame_stop(struct kcmux_psock *psock);
 void kcmux_frame_timeout(struct kcmux_psock *psock);
 

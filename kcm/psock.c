@@ -122,11 +122,15 @@ static void kcmux_psock_rx_work(struct work_struct *work)
 	struct kcmux_psock *psock = container_of(to_delayed_work(work),
 						 struct kcmux_psock, rx_work);
 	struct sock *sk = psock->sk;
+	bool drained;
 
 	lock_sock(sk);
-	kcmux_frame_read(psock);
-	if (psock->peer_closed && !psock->frame.stopped &&
-	    !READ_ONCE(psock->rx_paused))
+	/*
+	 * Not rx_paused: a reader may unpark us just after the read parked a
+	 * message, and the rest must wait for the run that queues.
+	 */
+	drained = kcmux_frame_read(psock);
+	if (psock->peer_closed && drained && !psock->frame.stopped)
 		kcmux_psock_stop(psock, EPIPE);
 	release_sock(sk);
 }

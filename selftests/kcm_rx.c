@@ -1671,7 +1671,9 @@ TEST_F(backpressure, fin_while_parked)
 	for (i = 0; i < count; i++) {
 		n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
 		ASSERT_EQ(kcm_rx_check(buf, n, KCM_RX_BP_PLEN, i), 0)
-			TH_LOG("message %u: %zd bytes", i, n);
+			TH_LOG("message %u: %zd bytes (%s), SO_ERROR %d", i, n,
+			       n < 0 ? strerror(errno) : "-",
+			       kcm_getint(self->t.r, SOL_SOCKET, SO_ERROR));
 	}
 	err = kcm_err_wait(self->t.r);
 	ASSERT_TRUE(err == EPIPE || err == ECONNRESET)
