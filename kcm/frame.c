@@ -82,8 +82,10 @@ static void kcmux_frame_begin(struct kcmux_psock *psock)
 		return;
 	f->pending = true;
 	f->start = jiffies;
-	if (timeo != MAX_SCHEDULE_TIMEOUT)
+	if (timeo != MAX_SCHEDULE_TIMEOUT) {
+		f->timer_armed = true;
 		mod_delayed_work(kcmux_wq, &psock->rx_timer, timeo);
+	}
 }
 
 /*
@@ -149,7 +151,11 @@ static void kcmux_frame_reset(struct kcmux_frame *f)
 /* A message of len bytes is complete: its assembly clock stops. */
 static void kcmux_frame_account(struct kcmux_psock *psock, u32 len)
 {
-	cancel_delayed_work(&psock->rx_timer);
+	/* Not per message: cancelling an idle work item costs atomics. */
+	if (psock->frame.timer_armed) {
+		psock->frame.timer_armed = false;
+		cancel_delayed_work(&psock->rx_timer);
+	}
 	psock->stats.rx_msgs++;
 	psock->stats.rx_bytes += len;
 	trace_kcmux_msg_rx(psock, len);
@@ -287,6 +293,22 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	}
 	/* From here on only the bytes of this skb are taken from TCP. */
 	take = min_t(size_t, left, f->view->len - prev);
+
+	/*
+	 * A small message this skb holds the rest of: complete the view
+	 * rather than build an skb only to copy it into a pack.  The view
+	 * keeps its size, so the next peek takes such a message whole.
+	 */
+	if (len <= KCMUX_PACK_MSG_MAX && len > prev + take &&
+	    len - prev <= left && f->view->len - prev <= left &&
+	    (skb_tailroom(f->view) >= len - f->view->len ||
+	     !kcmux_view_grow(psock, KCMUX_PACK_MSG_MAX))) {
+		unsigned int from = pos + f->view->len - prev;
+		u32 more = len - f->view->len;
+
+		skb_copy_bits(skb, from, skb_put(f->view, more), more);
+		take = len - prev;
+	}
 
 	/* Small and whole: no skb of its own, straight into a pack. */
 	if (len <= KCMUX_PACK_MSG_MAX && len <= prev + take &&
@@ -469,6 +491,7 @@ bool kcmux_frame_read(struct kcmux_psock *psock)
 		return true;
 	/* tcp_read_sock() leaves desc.error to the actor. */
 	tcp_read_sock(psock->sk, &desc, kcmux_frame_actor);
+	kcmux_rx_deliver_done(psock);
 	return !desc.error;
 }
 

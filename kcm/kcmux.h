@@ -109,6 +109,7 @@ struct kcmux_mux {
 	struct list_head psocks;	/* every psock, until it is freed */
 	struct list_head rx_socks;	/* KCM sockets that can take a message */
 	struct list_head rx_psocks;	/* psocks parked on a ready message */
+	struct list_head rx_wake;	/* KCM sockets owed a wakeup */
 	struct sk_buff_head rx_hold;	/* messages waiting for any socket */
 	struct list_head tx_psocks;	/* psocks free to carry a message */
 	struct list_head tx_socks;	/* KCM sockets waiting for a psock */
@@ -133,6 +134,7 @@ struct kcmux_frame {
 	u32 need;		/* tcp_inq() worth parsing again, or 0 */
 	u32 asked;		/* bytes the parser saw and wanted more */
 	bool pending;		/* a message has begun; start is valid */
+	bool timer_armed;	/* rx_timer may be queued for it */
 	unsigned long start;	/* jiffies when the first byte arrived */
 	bool stopped;		/* error posted or unattaching: read no more */
 };
@@ -161,6 +163,7 @@ struct kcmux_psock {
 	struct delayed_work rx_work;	/* reads when softirq could not */
 	struct delayed_work rx_timer;	/* assembly timeout */
 	bool peer_closed;		/* set by state_change; TCP lock */
+	bool rx_delivered;		/* since the last wakeups; TCP lock */
 
 	/* Under mux->lock. */
 	struct sk_buff *rx_ready;	/* message no KCM socket could take */
@@ -188,6 +191,7 @@ struct kcmux_sock {
 
 	/* Under mux->lock. */
 	struct list_head rx_node;	/* mux->rx_socks while rx_ready */
+	struct list_head wake_node;	/* mux->rx_wake while owed a wakeup */
 	bool rx_ready;
 	bool rx_disabled;
 	bool closing;
@@ -298,6 +302,8 @@ void kcmux_frame_timeout(struct kcmux_psock *psock);
 bool kcmux_rx_deliver(struct kcmux_psock *psock, struct sk_buff *skb);
 bool kcmux_rx_deliver_data(struct kcmux_psock *psock, const void *data,
 			   u32 len);
+void kcmux_rx_deliver_done(struct kcmux_psock *psock);
+void kcmux_rx_wake(struct kcmux_mux *mux);
 void kcmux_rx_sock_ready(struct kcmux_sock *kcm);
 void kcmux_rx_requeue_queue(struct kcmux_sock *kcm);
 void kcmux_rx_unpark(struct kcmux_psock *psock);

@@ -62,6 +62,7 @@ struct kcmux_mux *kcmux_mux_create(struct net *net)
 	INIT_LIST_HEAD(&mux->psocks);
 	INIT_LIST_HEAD(&mux->rx_socks);
 	INIT_LIST_HEAD(&mux->rx_psocks);
+	INIT_LIST_HEAD(&mux->rx_wake);
 	INIT_LIST_HEAD(&mux->tx_psocks);
 	INIT_LIST_HEAD(&mux->tx_socks);
 	__skb_queue_head_init(&mux->rx_hold);
@@ -80,6 +81,7 @@ void kcmux_mux_add_sock(struct kcmux_mux *mux, struct kcmux_sock *kcm)
 {
 	kcm->mux = mux;
 	INIT_LIST_HEAD(&kcm->rx_node);
+	INIT_LIST_HEAD(&kcm->wake_node);
 	INIT_LIST_HEAD(&kcm->tx_node);
 
 	spin_lock_bh(&mux->lock);
@@ -147,6 +149,7 @@ int kcmux_clone(struct socket *sock, struct kcm_clone __user *uinfo)
 		list_del(&newkcm->rx_node);
 		newkcm->rx_ready = false;
 	}
+	list_del_init(&newkcm->wake_node);
 	spin_unlock_bh(&newmux->lock);
 	kcmux_mux_put(newmux);
 

@@ -12,6 +12,12 @@
  * Small messages are not queued one skb each: they are copied into the
  * "pack" at the tail of the receive queue (see struct kcmux_msg_cb), so a
  * queued 64-byte message costs about a hundred bytes instead of an skb.
+ *
+ * Readers are woken once per batch, not once per message: a socket that
+ * was given messages goes on mux->rx_wake, and whoever queued them calls
+ * kcmux_rx_wake() before it lets go (framing at the end of a read of the
+ * TCP socket, which may frame dozens of messages).  A reader woken at the
+ * first message would take it and sleep again, an IPI per message.
  */
 #include <linux/net.h>
 #include <linux/skbuff.h>
@@ -149,6 +155,30 @@ static void kcmux_rx_charge(struct kcmux_sock *kcm, struct sk_buff *skb)
 	}
 }
 
+/* kcm has new messages; its reader is woken by kcmux_rx_wake(). */
+static void kcmux_rx_wake_later(struct kcmux_sock *kcm)
+{
+	lockdep_assert_held(&kcm->mux->lock);
+	if (list_empty(&kcm->wake_node))
+		list_add_tail(&kcm->wake_node, &kcm->mux->rx_wake);
+}
+
+/*
+ * Wakes the readers of sockets given messages since the last call.  Under
+ * mux->lock, which a closing socket takes to leave rx_wake: no socket
+ * here is being freed.
+ */
+void kcmux_rx_wake(struct kcmux_mux *mux)
+{
+	struct kcmux_sock *kcm, *tmp;
+
+	lockdep_assert_held(&mux->lock);
+	list_for_each_entry_safe(kcm, tmp, &mux->rx_wake, wake_node) {
+		list_del_init(&kcm->wake_node);
+		kcm->sk.sk_data_ready(&kcm->sk);
+	}
+}
+
 /*
  * Queues a small message on kcm as a record of its tail pack (of a new
  * one if it does not fit) and wakes the reader; false, with nothing done,
@@ -181,9 +211,7 @@ static bool kcmux_rx_enqueue_data(struct kcmux_sock *kcm, const void *data,
 		__skb_queue_tail(queue, pack);
 	}
 	spin_unlock_irqrestore(&queue->lock, flags);
-
-	/* Under mux->lock: a closing socket leaves rx_socks under it too. */
-	kcm->sk.sk_data_ready(&kcm->sk);
+	kcmux_rx_wake_later(kcm);
 	return true;
 }
 
@@ -206,7 +234,7 @@ static void kcmux_rx_enqueue(struct kcmux_sock *kcm, struct sk_buff *skb)
 	kcmux_rx_charge(kcm, skb);
 	__skb_queue_tail(queue, skb);
 	spin_unlock_irqrestore(&queue->lock, flags);
-	kcm->sk.sk_data_ready(&kcm->sk);
+	kcmux_rx_wake_later(kcm);
 }
 
 /* Gives a message to any socket with room, else holds it.  mux->lock. */
@@ -243,6 +271,7 @@ bool kcmux_rx_deliver_data(struct kcmux_psock *psock, const void *data,
 	if (delivered) {
 		mux->stats.rx_msgs++;
 		mux->stats.rx_bytes += len;
+		psock->rx_delivered = true;
 	}
 	spin_unlock_bh(&mux->lock);
 	return delivered;
@@ -266,6 +295,7 @@ bool kcmux_rx_deliver(struct kcmux_psock *psock, struct sk_buff *skb)
 				       rx_node);
 	if (kcm) {
 		kcmux_rx_enqueue(kcm, skb);
+		psock->rx_delivered = true;
 	} else {
 		psock->rx_ready = skb;
 		WRITE_ONCE(psock->rx_paused, true);
@@ -274,6 +304,17 @@ bool kcmux_rx_deliver(struct kcmux_psock *psock, struct sk_buff *skb)
 	}
 	spin_unlock_bh(&mux->lock);
 	return delivered;
+}
+
+/* Framing is done for now: wake the readers of what it delivered. */
+void kcmux_rx_deliver_done(struct kcmux_psock *psock)
+{
+	if (!psock->rx_delivered)
+		return;
+	psock->rx_delivered = false;
+	spin_lock_bh(&psock->mux->lock);
+	kcmux_rx_wake(psock->mux);
+	spin_unlock_bh(&psock->mux->lock);
 }
 
 /*
@@ -307,6 +348,7 @@ void kcmux_rx_sock_ready(struct kcmux_sock *kcm)
 		kcmux_rx_enqueue(kcm, skb);
 		queue_delayed_work(kcmux_wq, &psock->rx_work, 0);
 	}
+	kcmux_rx_wake(mux);
 }
 
 /*
@@ -342,6 +384,7 @@ void kcmux_rx_requeue_queue(struct kcmux_sock *kcm)
 	}
 	if (partial)
 		skb_queue_head(queue, partial);
+	kcmux_rx_wake(kcm->mux);
 }
 
 /* Takes back a message parked on a psock that is going away. */
@@ -354,6 +397,7 @@ void kcmux_rx_unpark(struct kcmux_psock *psock)
 	if (psock->rx_ready) {
 		kcmux_rx_requeue_one(mux, psock->rx_ready);
 		psock->rx_ready = NULL;
+		kcmux_rx_wake(mux);
 	}
 	WRITE_ONCE(psock->rx_paused, false);
 	spin_unlock_bh(&mux->lock);

@@ -43,6 +43,7 @@ static int kcmux_release(struct socket *sock)
 		list_del(&kcm->rx_node);
 		kcm->rx_ready = false;
 	}
+	list_del_init(&kcm->wake_node);
 	kcmux_rx_requeue_queue(kcm);
 	spin_unlock_bh(&mux->lock);
 
