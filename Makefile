@@ -25,6 +25,7 @@ SHELL		:= /bin/bash
 TOP		:= $(CURDIR)
 KERNELS_SH	:= $(TOP)/scripts/kernels.sh
 DEPS_SH		:= $(TOP)/scripts/deps.sh
+CHECK_STEP	:= $(TOP)/scripts/check-step.sh
 CACHE		?= $(or $(KCMUX_CACHE),$(HOME)/.cache/kcmux)
 # The running kernel's build tree if there is one, else the newest headers.
 KDIR		?= $(or $(wildcard /lib/modules/$(shell uname -r)/build),\
@@ -85,16 +86,23 @@ checkpatch:
 
 # Host tests first (fast), then every selftest in QEMU on the stock
 # kernels and the in-tree reference, then the debug kernel, then packaging.
-check: modules-all lint
+# Each step's results are counted (scripts/check-step.sh); the last line
+# is the sum over all of them: "N passed, N failed, N skipped".
+check: modules-all
+	@$(CHECK_STEP) --reset
+	@$(CHECK_STEP) lint $(MAKE) --no-print-directory lint
 	@$(DEPS_SH) vm tests source bpf install
 	$(MAKE) -C selftests
-	$(MAKE) -C bpf check
-	$(MAKE) -C tools/kcmctl check
-	$(MAKE) -s -C Documentation/man check
-	selftests/vm/test-scan-splats
-	selftests/run-all.sh
-	$(MAKE) --no-print-directory check-debug
-	$(MAKE) --no-print-directory dkms-check install-check
+	@$(CHECK_STEP) parsers $(MAKE) -C bpf check
+	@$(CHECK_STEP) kcmctl $(MAKE) -C tools/kcmctl check
+	@$(CHECK_STEP) man-pages $(MAKE) -s -C Documentation/man check
+	@$(CHECK_STEP) splat-scan selftests/vm/test-scan-splats
+	@$(CHECK_STEP) selftests selftests/run-all.sh
+	@$(CHECK_STEP) debug-kernel $(MAKE) --no-print-directory check-debug
+	@$(CHECK_STEP) dkms $(MAKE) --no-print-directory dkms-check
+	@$(CHECK_STEP) install $(MAKE) --no-print-directory install-check
+	@echo "### make check:"
+	@$(CHECK_STEP) --totals
 
 # The whole suite on a KASAN/lockdep/kmemleak kernel built from Debian's
 # linux-source (first run: ~40 min, then cached under $(CACHE)).
