@@ -3,7 +3,9 @@
  * kcm_rx: the receive side of AF_KCM.
  *
  *   rx            framing, recv flags, poll/epoll; DGRAM and SEQPACKET
- *                 KCM sockets over IPv4 and IPv6 TCP connections
+ *                 KCM sockets over IPv4 and IPv6 TCP connections; the
+ *                 *_framing variants attach with kcmux's built-in length
+ *                 framing instead of the BPF parser (kcmux extension)
  *   rx_dgram      DGRAM truncation
  *   rx_seqpacket  SEQPACKET short reads and splice_read
  *   steer         several KCM sockets and psocks on one multiplexor
@@ -291,6 +293,8 @@ FIXTURE_VARIANT(rx)
 {
 	int type;
 	int family;
+	/* Built-in length framing (SIOCKCMATTACH_EXT), not the BPF parser. */
+	bool framing;
 };
 
 FIXTURE_VARIANT_ADD(rx, dgram_ipv4)
@@ -317,6 +321,39 @@ FIXTURE_VARIANT_ADD(rx, seqpacket_ipv6)
 	.family = AF_INET6,
 };
 
+FIXTURE_VARIANT_ADD(rx, dgram_ipv4_framing)
+{
+	.type = SOCK_DGRAM,
+	.family = AF_INET,
+	.framing = true,
+};
+
+FIXTURE_VARIANT_ADD(rx, seqpacket_ipv6_framing)
+{
+	.type = SOCK_SEQPACKET,
+	.family = AF_INET6,
+	.framing = true,
+};
+
+/*
+ * The kcmux built-in framing equal to KCM_RX_PROG_LEN: the 4-byte
+ * big-endian payload length at offset 0, plus the header.
+ */
+static int kcm_rx_attach_framing(int kcm, int tcp)
+{
+	struct kcmux_attach a = {
+		.size = sizeof(a),
+		.flags = KCMUX_ATTACH_FRAMING,
+		.fd = tcp,
+		.framing = {
+			.width = 4,
+			.flags = KCMUX_FRAMING_EXCLUDES_HEADER,
+		},
+	};
+
+	return ioctl(kcm, SIOCKCMATTACH_EXT, &a) ? -errno : 0;
+}
+
 /*
  * Shared by the fixtures: netns, a KCM socket of type with a bounded
  * SO_RCVTIMEO, the length parser, and (if pair) a TCP pair attached.
@@ -340,8 +377,15 @@ static void kcm_rx_setup(struct __test_metadata *_metadata, int type,
 FIXTURE_SETUP(rx)
 {
 	self->t.w = self->t.r = -1;
+	self->kcm = self->prog = -1;
+	if (variant->framing && kcmux_is_reference())
+		SKIP(return, "kcmux extension: built-in framing");
 	kcm_rx_setup(_metadata, variant->type, variant->family, &self->kcm,
-		     &self->prog, &self->t);
+		     &self->prog, variant->framing ? NULL : &self->t);
+	if (!variant->framing)
+		return;
+	ASSERT_EQ(kcm_rx_pair_open(variant->family, 0, &self->t), 0);
+	ASSERT_EQ(kcm_rx_attach_framing(self->kcm, self->t.r), 0);
 }
 
 FIXTURE_TEARDOWN(rx)
