@@ -52,7 +52,7 @@ apt_update_once() {
 	[[ ! -s $KCMUX_APT_STAMP ]] || return 1
 	echo updated >"$KCMUX_APT_STAMP"
 	echo "$PROG: apt-get update" >&2
-	apt-get update -q
+	apt-get update -q -o DPkg::Lock::Timeout=600
 }
 
 packages_of() {
@@ -95,8 +95,11 @@ missing_packages() {
 	done
 }
 
+# Another apt (unattended-upgrades, a second make) may hold the dpkg lock
+# for a while: wait for it rather than fail.
 apt_install() {
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		-o DPkg::Lock::Timeout=600 --no-install-recommends "$@"
 }
 
 install_packages() {
