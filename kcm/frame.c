@@ -35,6 +35,8 @@
 #define KCMUX_VIEW_MIN		256
 /* A parser needing more than this to find a length is broken. */
 #define KCMUX_VIEW_MAX		(64 * 1024)
+/* Most page fragments of TCP skbs one message may share (and pin). */
+#define KCMUX_SHARE_FRAGS	2
 #define KCMUX_MEM_RETRY		(HZ / 10)
 /* kcmux_frame_header() found a message that is not all in TCP yet. */
 #define KCMUX_FRAME_WAIT	1
@@ -162,15 +164,143 @@ static void kcmux_frame_account(struct kcmux_psock *psock, u32 len)
 	trace_kcmux_msg_rx(psock, len);
 }
 
-/* Makes a linear message skb from the first len bytes of the view. */
-static struct sk_buff *kcmux_copy_head(struct kcmux_frame *f, u32 len,
-				       u32 capacity)
+/*
+ * An skb with room for a message of len bytes in page fragments of the
+ * per-CPU frag cache, as drivers build received packets: only the bytes
+ * asked for are taken (and zeroed by init_on_alloc), and allocating is
+ * cheap, unlike a kmalloc'ed head of the next power of two.  skb->len is
+ * the whole message from the start; framing fills it in place.
+ */
+static struct sk_buff *kcmux_alloc_frags(u32 len)
 {
-	struct sk_buff *head = alloc_skb(capacity, GFP_ATOMIC);
+	struct sk_buff *skb = alloc_skb(0, GFP_ATOMIC);
+	int i = 0;
 
-	if (!head)
+	/* The longest message built here is a whole view. */
+	BUILD_BUG_ON(DIV_ROUND_UP(KCMUX_VIEW_MAX, PAGE_SIZE) > MAX_SKB_FRAGS);
+	if (!skb)
 		return NULL;
-	skb_copy_bits(f->view, 0, skb_put(head, len), len);
+	while (len) {
+		u32 chunk = min_t(u32, len, PAGE_SIZE);
+		void *data = netdev_alloc_frag(chunk);
+		struct page *page;
+
+		if (!data) {
+			kfree_skb(skb);
+			return NULL;
+		}
+		page = virt_to_head_page(data);
+		skb_fill_page_desc(skb, i++, page, data - page_address(page),
+				   chunk);
+		skb->len += chunk;
+		skb->data_len += chunk;
+		skb->truesize += SKB_DATA_ALIGN(chunk);
+		len -= chunk;
+	}
+	return skb;
+}
+
+/* Copies n bytes at (skb, pos) to offset at of a kcmux_alloc_frags() skb. */
+static void kcmux_frags_store(struct sk_buff *msg, u32 at,
+			      const struct sk_buff *skb, unsigned int pos,
+			      u32 n)
+{
+	int i;
+
+	for (i = 0; n && i < skb_shinfo(msg)->nr_frags; i++) {
+		skb_frag_t *frag = &skb_shinfo(msg)->frags[i];
+		u32 size = skb_frag_size(frag), chunk;
+
+		if (at >= size) {
+			at -= size;
+			continue;
+		}
+		chunk = min(n, size - at);
+		skb_copy_bits(skb, pos, skb_frag_address(frag) + at, chunk);
+		pos += chunk;
+		n -= chunk;
+		at = 0;
+	}
+}
+
+/*
+ * A message of len bytes at (skb, pos) that lies in at most
+ * KCMUX_SHARE_FRAGS page fragments of skb: a new skb referencing the same
+ * pages, nothing copied.  As with any receive skb built on page frags,
+ * the bytes are charged and the pages they lie in are pinned until the
+ * message is read; bounding the fragments bounds what one message pins.
+ * NULL if the bytes are not in such fragments, or might change under us
+ * (zerocopy, splice of page cache) or belong to a page pool: copy then.
+ */
+static struct sk_buff *kcmux_share_frags(struct sk_buff *skb,
+					 unsigned int pos, u32 len)
+{
+	const struct skb_shared_info *shinfo = skb_shinfo(skb);
+	unsigned int start = skb_headlen(skb);
+	struct sk_buff *msg;
+	struct page *page;
+	u32 left = len;
+	int i, n = 0;
+
+	if (pos < start || skb->pp_recycle || skb_zcopy(skb) ||
+	    skb_has_shared_frag(skb))
+		return NULL;
+	msg = alloc_skb(0, GFP_ATOMIC);
+	if (!msg)
+		return NULL;
+	for (i = 0; left && i < shinfo->nr_frags; i++) {
+		const skb_frag_t *frag = &shinfo->frags[i];
+		u32 size = skb_frag_size(frag), off, chunk;
+
+		if (pos >= start + size) {
+			start += size;
+			continue;
+		}
+		page = skb_frag_page(frag);
+		/* Not a page: device memory, which only its owner may read. */
+		if (n == KCMUX_SHARE_FRAGS || !page)
+			break;
+		off = pos - start;
+		chunk = min(left, size - off);
+		get_page(page);
+		skb_fill_page_desc(msg, n++, page, skb_frag_off(frag) + off,
+				   chunk);
+		pos += chunk;
+		left -= chunk;
+		start += size;
+	}
+	if (left) {
+		/* Runs past our fragments: kfree_skb() drops the references. */
+		kfree_skb(msg);
+		return NULL;
+	}
+	msg->len = len;
+	msg->data_len = len;
+	msg->truesize += len;
+	return msg;
+}
+
+/*
+ * Makes the skb of a message of msg_len bytes, holding the first len
+ * bytes of the view: linear for a message that could go in a pack, in
+ * page fragments otherwise.
+ */
+static struct sk_buff *kcmux_copy_head(struct kcmux_frame *f, u32 len,
+				       u32 msg_len)
+{
+	struct sk_buff *head;
+
+	if (msg_len > KCMUX_PACK_MSG_MAX) {
+		head = kcmux_alloc_frags(msg_len);
+		if (head)
+			kcmux_frags_store(head, 0, f->view, 0, len);
+	} else {
+		head = alloc_skb(msg_len, GFP_ATOMIC);
+		if (head)
+			skb_copy_bits(f->view, 0, skb_put(head, len), len);
+	}
+	if (head)
+		kcmux_msg_cb(head)->in_frags = msg_len > KCMUX_PACK_MSG_MAX;
 	return head;
 }
 
@@ -322,7 +452,17 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 		return KCMUX_FRAME_DONE;
 	}
 
-	if (len <= KCMUX_COPYBREAK || len <= prev + take) {
+	head = NULL;
+	if (!prev && len > KCMUX_PACK_MSG_MAX && len <= KCMUX_COPYBREAK &&
+	    len <= left)
+		head = kcmux_share_frags(skb, pos, len);
+	if (head) {
+		/* All of it, without a copy. */
+		kcmux_msg_cb(head)->in_frags = false;
+		kcmux_msg_cb(head)->offset = 0;
+		*used = len;
+		f->have = len;
+	} else if (len <= KCMUX_COPYBREAK || len <= prev + take) {
 		u32 in_view = min_t(u32, len, prev + take);
 
 		head = kcmux_copy_head(f, in_view, len);
@@ -336,6 +476,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 		head = kcmux_clone_head(skb, len > left, &f->tailp);
 		if (!head)
 			return -ENOMEM;
+		kcmux_msg_cb(head)->in_frags = false;
 		kcmux_msg_cb(head)->offset = pos;
 		*used = min_t(size_t, len, left);
 		f->have = *used;
@@ -343,6 +484,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 		/* A large message whose head came in pieces: keep the view. */
 		head = f->view;
 		f->view = NULL;
+		kcmux_msg_cb(head)->in_frags = false;
 		kcmux_msg_cb(head)->offset = 0;
 		*used = take;
 		f->have = prev + take;
@@ -369,6 +511,10 @@ static int kcmux_frame_append(struct kcmux_psock *psock, struct sk_buff *skb,
 	struct sk_buff *head = f->head;
 	struct sk_buff *part;
 
+	if (kcmux_msg_cb(head)->in_frags) {
+		kcmux_frags_store(head, f->have, skb, pos, n);
+		return 0;
+	}
 	if (!skb_cloned(head) && !skb_has_frag_list(head) &&
 	    skb_tailroom(head) >= n) {
 		skb_copy_bits(skb, pos, skb_put(head, n), n);

@@ -229,6 +229,7 @@ struct kcmux_msg_cb {
 	u32 sent;		/* bytes already sent (tx) or read (rx) */
 	u32 psock_id;		/* rx: where it came from; tx: target, or 0 */
 	bool packed;		/* rx: a pack of small messages */
+	bool in_frags;		/* rx, while framed: room for len in frags */
 	struct sk_buff *tail;	/* tx: last skb of the chain */
 };
 
@@ -241,7 +242,9 @@ struct kcmux_pack_rec {
  * Received messages up to KCMUX_COPYBREAK bytes are copied into an skb of
  * their own (two pages at most) instead of pinning the TCP skbs they came
  * in, whose truesize can be many times the message; those up to
- * KCMUX_PACK_MSG_MAX are packed several to an skb.
+ * KCMUX_PACK_MSG_MAX are packed several to an skb, larger ones are copied
+ * into page fragments rather than a kmalloc'ed head (whose power-of-two
+ * size would be allocated, and zeroed, for nothing).
  */
 #define KCMUX_COPYBREAK		SKB_WITH_OVERHEAD(8192)
 #define KCMUX_PACK_MSG_MAX	512
