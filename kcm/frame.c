@@ -6,8 +6,7 @@
  * of the message head are copied into a small linear "view" skb, so the
  * program never has to know where in a TCP skb the message begins.  When
  * the parser asks for more (returns 0) the view grows, first from the
- * bytes at hand and then from later segments.  The built-in length field
- * is shown its header only (kcmux_parser_view_len()).
+ * bytes at hand and then from later segments.
  *
  * Once the length is known the message is built the cheap way for its
  * size: up to KCMUX_COPYBREAK bytes are copied into an exact-size linear
@@ -342,7 +341,6 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 {
 	struct kcmux_frame *f = &psock->frame;
 	struct sock *sk = psock->sk;
-	u32 view_len = kcmux_parser_view_len(&psock->parser);
 	u32 rcvbuf = READ_ONCE(sk->sk_rcvbuf);
 	u32 prev = f->have;
 	struct sk_buff *head;
@@ -359,8 +357,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 				   kcmux_tcp_bytes_from(sk, skb, pos));
 	for (;;) {
 		skb_trim(f->view, prev);
-		want = min3(seen, (size_t)skb_tailroom(f->view),
-			    (size_t)(view_len - min(view_len, prev)));
+		want = min_t(size_t, seen, skb_tailroom(f->view));
 		if (prev) {
 			take = want;
 			skb_copy_bits(skb, pos, skb_put(f->view, take), take);

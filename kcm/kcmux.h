@@ -283,7 +283,6 @@ int kcmux_clone(struct socket *sock, struct kcm_clone __user *uinfo);
 int kcmux_parser_from_attach(struct kcmux_parser *parser,
 			     const struct kcmux_attach *info);
 void kcmux_parser_release(struct kcmux_parser *parser);
-u32 kcmux_parser_view_len(const struct kcmux_parser *parser);
 int kcmux_parse(const struct kcmux_parser *parser, struct sk_buff *view);
 
 /* psock.c */

@@ -110,19 +110,6 @@ static int kcmux_framing_parse(const struct kcmux_framing *fr,
 }
 
 /*
- * How many bytes of a message the parser wants to see before it answers.
- * A BPF program may look anywhere, so it is shown all there is at hand;
- * the built-in field needs its header only, which spares copying bytes
- * of a message (and of the ones after it) that are then copied again.
- */
-u32 kcmux_parser_view_len(const struct kcmux_parser *parser)
-{
-	if (parser->prog)
-		return U32_MAX;
-	return parser->framing.offset + parser->framing.width;
-}
-
-/*
  * The strparser contract, whoever parses: >0 the message length, 0 need
  * more bytes, <0 an errno to post on the TCP socket.  Any context.
  */
