@@ -26,6 +26,8 @@
 #   kcmux     kcmux.ko, BPF length parser
 #   framing   kcmux.ko, built-in length framing (SIOCKCMATTACH_EXT), if
 #             the module has it
+#   lenprefix kcmux.ko, the shipped generic length parser (bpf/) set up
+#             like the built-in framing (frame workloads only)
 #   intree    the kernel's kcm.ko, BPF parser returning the fixed size:
 #             in-tree runs the program with the message at an offset the
 #             program cannot see, so a length parser misframes as soon as
@@ -95,7 +97,7 @@ measure() {
 	shift 3
 
 	case $var in
-	kcmux|framing) use kcmux ;;
+	kcmux|framing|lenprefix) use kcmux ;;
 	intree|intree-len) use kcm ;;
 	*) true ;;
 	esac || {
@@ -116,6 +118,7 @@ args_of() {
 	case $1 in
 	kcmux)      echo "--impl kcm --parser len --expect kcmux" ;;
 	framing)    echo "--impl framing --expect kcmux" ;;
+	lenprefix)  echo "--impl kcm --parser pinned:$lenprefix --expect kcmux" ;;
 	intree)     echo "--impl kcm --parser fixed --expect kcm" ;;
 	intree-len) echo "--impl kcm --parser len --expect kcm" ;;
 	user)       echo "--impl user" ;;
@@ -203,6 +206,23 @@ workloads() {
 		done
 	fi
 	echo "mem-64|kcmux framing intree user|mem"
+	for s in 16 64 512 4096; do
+		echo "frame-$s|kcmux framing lenprefix intree|frame --size $s"
+	done
+}
+
+# frame-SIZE: messages framed and queued with nobody reading.  Fewer for
+# in-tree, which charges each message the whole TCP skb it clones.
+frame_msgs() {
+	local n=50000
+
+	case $2 in
+	4096) n=10000 ;;
+	esac
+	case $1 in
+	intree*) n=$((n / 5)) ;;
+	esac
+	echo "--msgs $n"
 }
 
 # --- main ------------------------------------------------------------------
@@ -220,6 +240,19 @@ case $probe in
 *'"framing":true'*) framing=1 ;;
 *) framing=0 ;;
 esac
+# The shipped generic length parser set up like the built-in framing
+# (bpf/lenprefix.bpf.c), for the frame workloads.
+lenprefix=/sys/fs/bpf/kcm_bench_lenprefix
+mkdir -p /sys/fs/bpf
+mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+if [ -x "$dir/kcmctl" ] &&
+   "$dir/kcmctl" -P "$dir/parsers" parser load lenprefix \
+	includes_header 1 pin "$lenprefix"; then
+	say "lenprefix parser pinned at $lenprefix"
+else
+	say "no lenprefix parser: frame workloads without it"
+	lenprefix=
+fi
 if [ -r /sys/module/kcmux/srcversion ]; then
 	say "kcmux srcversion $(cat /sys/module/kcmux/srcversion)"
 fi
@@ -238,10 +271,14 @@ while [ $round -le "$rounds" ]; do
 	idx=0
 	while IFS='|' read -r wl vars opts; do
 		[ $framing = 1 ] || vars=$(echo $vars | sed 's/framing//')
+		[ -n "$lenprefix" ] || vars=$(echo $vars | sed 's/lenprefix//')
 		for var in $(rotate $((round + idx)) $vars); do
 			case $opts in
 			mem) measure $round "$wl" "$var" mem $(args_of "$var") \
 					$(mem_msgs "$var") ;;
+			frame*) measure $round "$wl" "$var" $opts \
+					$(args_of "$var") \
+					$(frame_msgs "$var" "${wl#frame-}") ;;
 			*)   measure $round "$wl" "$var" $opts $(args_of "$var") \
 					--secs "$secs" --warmup "$warmup" ;;
 			esac

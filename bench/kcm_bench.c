@@ -5,13 +5,13 @@
  *
  *   kcm_bench probe
  *   kcm_bench run --impl kcm|framing|user|raw --dir rx|tx --size BYTES
- *                 [--psocks N] [--socks M] [--recvmmsg] [--parser len|fixed]
+ *                 [--psocks N] [--socks M] [--recvmmsg] [--parser len|fixed|pinned:PATH]
  *                 [--bufsize BYTES] [--chunk BYTES] [--warmup SECS]
  *                 [--secs SECS] [--drain SECS] [--kcm-rcvbuf BYTES]
  *                 [--label NAME] [--expect kcmux|kcm|none]
- *   kcm_bench mem --impl kcm|framing|user [--parser len|fixed] [--msgs N]
+ *   kcm_bench mem --impl kcm|framing|user [--parser len|fixed|pinned:PATH] [--msgs N]
  *                 [--label NAME] [--expect kcmux|kcm|none]
- *   kcm_bench frame --impl kcm|framing [--parser len|fixed] [--size BYTES]
+ *   kcm_bench frame --impl kcm|framing [--parser len|fixed|pinned:PATH] [--size BYTES]
  *                 [--msgs N] [--label NAME] [--expect kcmux|kcm|none]
  *
  * Implementations under test:
@@ -80,6 +80,7 @@ static struct {
 	int socks;
 	bool mmsg;
 	bool fixed_parser;
+	const char *pinned_parser;	/* --parser pinned:PATH */
 	double warmup;
 	double secs;
 	const char *label;
@@ -422,6 +423,23 @@ static struct conn *make_conns(int n, int bufsize)
  * bytes as soon as two messages share a segment; this one frames any
  * stream of equal-size messages on both modules at the same cost.
  */
+static const char *parser_name(void)
+{
+	if (cfg.pinned_parser)
+		return "bpf-pinned";
+	return cfg.fixed_parser ? "bpf-fixed" : "bpf-len";
+}
+
+/* A program pinned in bpffs, e.g. by `kcmctl parser load ... pin PATH`. */
+static int get_pinned(const char *path)
+{
+	union bpf_attr attr;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.pathname = (uint64_t)(uintptr_t)path;
+	return syscall(__NR_bpf, BPF_OBJ_GET, &attr, sizeof(attr));
+}
+
 static int load_parser(void)
 {
 	const struct bpf_insn fixed[] = {
@@ -437,11 +455,16 @@ static int load_parser(void)
 	};
 	int fd;
 
-	if (cfg.fixed_parser)
+	if (cfg.pinned_parser) {
+		fd = get_pinned(cfg.pinned_parser);
+		if (fd < 0)
+			fd = -errno;
+	} else if (cfg.fixed_parser) {
 		fd = kcm_bpf_load_logged(fixed, sizeof(fixed) / sizeof(fixed[0]),
 					 "(fixed)");
-	else
+	} else {
 		fd = kcm_bpf_len_parser(0);
+	}
 	if (fd < 0)
 		die("loading the BPF parser: %s", strerror(-fd));
 	return fd;
@@ -1228,7 +1251,7 @@ static int cmd_run(void)
 		       "\"msgs_total\":%llu,\"bytes_total\":%llu",
 		       cfg.tx ? "tx" : "rx", cfg.size, cfg.psocks, cfg.socks,
 		       cfg.mmsg ? "recvmmsg" : "recv",
-		       cfg.impl == IMPL_KCM ? (cfg.fixed_parser ? "bpf-fixed" : "bpf-len") :
+		       cfg.impl == IMPL_KCM ? parser_name() :
 		       cfg.impl == IMPL_FRAMING ? "framing" : "user",
 		       cfg.bufsize, cfg.tx ? 0 : cfg.chunk, cfg.warmup, dt,
 		       (s1.msgs - s0.msgs) / dt, (s1.bytes - s0.bytes) / dt,
@@ -1450,7 +1473,7 @@ static int cmd_mem(void)
 	       "\"rmem_per_msg\":%.1f,\"real_per_msg\":%.1f,"
 	       "\"fill_sent\":%llu,\"fill_queued\":%lld,\"fill_tcp_inq\":%lld,"
 	       "\"fill_rmem\":%lld,\"fill_rmem_per_msg\":%.1f",
-	       cfg.impl == IMPL_KCM ? (cfg.fixed_parser ? "bpf-fixed" : "bpf-len") :
+	       cfg.impl == IMPL_KCM ? parser_name() :
 	       cfg.impl == IMPL_FRAMING ? "framing" : "user",
 	       (unsigned long long)n, q, rmem, tcp_rmem,
 	       free0 - free1,
@@ -1548,8 +1571,7 @@ static int cmd_frame(void)
 	       "\"us_per_msg\":%.3f,\"msgs_per_s\":%.1f,"
 	       "\"cpu_us_per_msg\":%.3f",
 	       cfg.size,
-	       cfg.impl == IMPL_FRAMING ? "framing" :
-	       cfg.fixed_parser ? "bpf-fixed" : "bpf-len",
+	       cfg.impl == IMPL_FRAMING ? "framing" : parser_name(),
 	       (unsigned long long)n, q_at_end, t1 - t0,
 	       (t1 - t0) * 1e6 / n, n / (t1 - t0),
 	       (double)busy / sysconf(_SC_CLK_TCK) * 1e6 / n);
@@ -1565,13 +1587,13 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: kcm_bench probe\n"
 		"       kcm_bench run --impl kcm|framing|user|raw --dir rx|tx --size BYTES\n"
-		"                 [--psocks N] [--socks M] [--recvmmsg] [--parser len|fixed]\n"
+		"                 [--psocks N] [--socks M] [--recvmmsg] [--parser len|fixed|pinned:PATH]\n"
 		"                 [--bufsize BYTES] [--chunk BYTES] [--warmup SECS] [--secs SECS]\n"
 		"                 [--drain SECS] [--kcm-rcvbuf BYTES]\n"
 		"                 [--label NAME] [--expect kcmux|kcm|none]\n"
-		"       kcm_bench mem --impl kcm|framing|user [--parser len|fixed] [--msgs N]\n"
+		"       kcm_bench mem --impl kcm|framing|user [--parser len|fixed|pinned:PATH] [--msgs N]\n"
 		"                 [--label NAME] [--expect kcmux|kcm|none]\n"
-		"       kcm_bench frame --impl kcm|framing [--parser len|fixed] [--size BYTES]\n"
+		"       kcm_bench frame --impl kcm|framing [--parser len|fixed|pinned:PATH] [--size BYTES]\n"
 		"                 [--msgs N] [--label NAME] [--expect kcmux|kcm|none]\n");
 	exit(2);
 }
@@ -1614,7 +1636,9 @@ int main(int argc, char **argv)
 		} else if (!strcmp(o, "--socks")) {
 			cfg.socks = atoi(v);
 		} else if (!strcmp(o, "--parser")) {
-			if (strcmp(v, "len") && strcmp(v, "fixed"))
+			if (!strncmp(v, "pinned:", 7) && v[7])
+				cfg.pinned_parser = v + 7;
+			else if (strcmp(v, "len") && strcmp(v, "fixed"))
 				usage();
 			cfg.fixed_parser = !strcmp(v, "fixed");
 		} else if (!strcmp(o, "--bufsize")) {

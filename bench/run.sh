@@ -95,7 +95,7 @@ resolve_kernel() {
 	esac
 }
 
-"$ROOT/scripts/deps.sh" vm tests bench
+"$ROOT/scripts/deps.sh" vm tests bpf bench
 command -v python3 >/dev/null || die "python3 is needed for the report"
 rel=$(resolve_kernel)
 
@@ -121,9 +121,13 @@ kdir=$("$ROOT/scripts/kernels.sh" image "$rel")
 deps=$(modinfo -F depends "$kdir/kcm.ko" 2>/dev/null || true)
 [[ -z $deps ]] || die "kcm.ko of $rel depends on '$deps': guest-bench.sh loads kcm.ko alone"
 
+# The frame workloads also time the shipped generic length parser,
+# loaded and pinned in the guest by a static kcmctl.
 if ((build)); then
 	make -C "$ROOT" --no-print-directory "build/$rel/kcmux.ko"
 	make -C "$HERE" --no-print-directory
+	make -C "$ROOT/tools/kcmctl" --no-print-directory static OUT="$HERE/out"
+	make -C "$ROOT/bpf" --no-print-directory OUT="$HERE/out/parsers"
 fi
 module=$ROOT/build/$rel/kcmux.ko
 [[ -f $module ]] || die "$module missing (make modules-all)"
@@ -135,6 +139,11 @@ base=$out/$rel-$stamp
 stage=$(mktemp -d "${TMPDIR:-/tmp}/kcmux-bench.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 cp "$HERE/out/kcm_bench" "$HERE/guest-bench.sh" "$stage/"
+if [[ -x $HERE/out/kcmctl && -f $HERE/out/parsers/lenprefix.bpf.o ]]; then
+	mkdir "$stage/parsers"
+	cp "$HERE/out/kcmctl" "$stage/"
+	cp "$HERE/out/parsers/lenprefix.bpf.o" "$stage/parsers/"
+fi
 cp "$module" "$stage/kcmux.ko"
 cp "$kdir/kcm.ko" "$stage/kcm.ko"
 
