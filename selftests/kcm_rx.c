@@ -458,6 +458,56 @@ TEST_F(rx, many_in_one_write)
 	free(wbuf);
 }
 
+/*
+ * Messages around the sizes where kcmux changes how it builds a message
+ * skb (pack, page fragments, TCP's own pages, clones past the copybreak),
+ * first each in a write of its own (it starts a TCP skb), then all in
+ * one write (they start anywhere in TCP skbs; kcmux only: the in-tree
+ * module cannot frame that, see the top comment).  Every byte checked.
+ */
+TEST_F(rx, message_sizes)
+{
+	static const uint32_t plens[] = {
+		508, 509, 1000, 2044, 4091, 4092, 4093, 6000, 7700, 7900, 8188,
+		12000,
+	};
+	const uint32_t count = ARRAY_SIZE(plens);
+	size_t off = 0, total = 0;
+	uint8_t *wbuf, *buf;
+	uint32_t i;
+	ssize_t n;
+
+	for (i = 0; i < count; i++)
+		total += KCM_RX_HDR + plens[i];
+	wbuf = malloc(total);
+	buf = malloc(KCM_RX_HDR + 12000 + 16);
+	ASSERT_NE(wbuf, NULL);
+	ASSERT_NE(buf, NULL);
+	for (i = 0; i < count; i++) {
+		size_t len = kcm_rx_frame(wbuf, plens[i], i);
+
+		ASSERT_EQ(kcm_send_all(self->t.w, wbuf, len), 0);
+		n = kcm_rx_recv(self->kcm, buf, KCM_RX_HDR + 12000 + 16, 0,
+				NULL);
+		ASSERT_EQ(kcm_rx_check(buf, n, plens[i], i), 0)
+			TH_LOG("own write, message %u: %zd bytes", i, n);
+	}
+	if (kcmux_is_reference())
+		goto out;
+	for (i = 0; i < count; i++)
+		off += kcm_rx_frame(wbuf + off, plens[i], 100 + i);
+	ASSERT_EQ(kcm_send_all(self->t.w, wbuf, off), 0);
+	for (i = 0; i < count; i++) {
+		n = kcm_rx_recv(self->kcm, buf, KCM_RX_HDR + 12000 + 16, 0,
+				NULL);
+		ASSERT_EQ(kcm_rx_check(buf, n, plens[i], 100 + i), 0)
+			TH_LOG("one write, message %u: %zd bytes", i, n);
+	}
+out:
+	free(wbuf);
+	free(buf);
+}
+
 /* Header-only messages (payload length 0), then a normal one. */
 TEST_F(rx, zero_payload)
 {
@@ -753,12 +803,14 @@ static uint32_t kcm_rx_rand(uint32_t *state)
 }
 
 #define KCM_RX_RAND_MSGS	400
-#define KCM_RX_RAND_MAXLEN	3000
+#define KCM_RX_RAND_MAXLEN	9000
 
 /*
- * A stream of messages of random lengths (0 to 3000 bytes), written in
- * random cuts (1 to 6000 bytes): messages start anywhere in TCP skbs
- * and span several.  Every message must come out intact, in order.
+ * A stream of messages of random lengths (0 to 9000 bytes: packed,
+ * copied into page fragments, sharing TCP's pages, and past the
+ * copybreak cloned), written in random cuts (1 to 6000 bytes): messages
+ * start anywhere in TCP skbs and span several.  Every message must come
+ * out intact, in order.
  */
 TEST_F(rx, stream_random_cuts)
 {
