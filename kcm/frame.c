@@ -627,14 +627,18 @@ bool kcmux_frame_read(struct kcmux_psock *psock)
 		.count = 1,
 	};
 
-	if (psock->frame.stopped)
+	if (psock->frame.stopped) {
+		kcmux_rx_deliver_done(psock);
 		return true;
+	}
 	if (READ_ONCE(psock->rx_paused))
 		return false;
 	/* Waiting for a known number of bytes: do not reparse each segment. */
 	if (psock->frame.need && tcp_inq(psock->sk) < psock->frame.need &&
-	    kcmux_frame_may_wait(psock->sk, psock->frame.need))
+	    kcmux_frame_may_wait(psock->sk, psock->frame.need)) {
+		kcmux_rx_deliver_done(psock);
 		return true;
+	}
 	/* tcp_read_sock() leaves desc.error to the actor. */
 	tcp_read_sock(psock->sk, &desc, kcmux_frame_actor);
 	kcmux_rx_deliver_done(psock);

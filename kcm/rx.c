@@ -34,6 +34,8 @@ static void kcmux_rfree(struct sk_buff *skb)
 
 /* A pack's data area fills a 2 KiB allocation with its shared info. */
 #define KCMUX_PACK_SIZE		SKB_WITH_OVERHEAD(2048)
+/* Paused psocks a socket that gets room again resumes at once. */
+#define KCMUX_RX_RESUME_BATCH	4
 
 static bool kcmux_rx_has_room(struct sock *sk)
 {
@@ -306,20 +308,60 @@ bool kcmux_rx_deliver(struct kcmux_psock *psock, struct sk_buff *skb)
 	return delivered;
 }
 
-/* Framing is done for now: wake the readers of what it delivered. */
+/*
+ * Lets paused psocks read again, at most n of them, in the order they
+ * stopped: those whose parked message a socket has taken.  Not all at
+ * once: with more psocks than the sockets have room for, every resumed
+ * psock would deliver one message and park again, a worker round trip
+ * per message.  A psock that is done reading without parking while the
+ * sockets still have room resumes the next (kcmux_rx_deliver_done()), so
+ * while a socket has room and psocks are paused, one is on its way.
+ * mux->lock held.
+ */
+static void kcmux_rx_resume(struct kcmux_mux *mux, unsigned int n)
+{
+	struct kcmux_psock *psock;
+
+	lockdep_assert_held(&mux->lock);
+	while (n-- && !list_empty(&mux->rx_socks) &&
+	       !list_empty(&mux->rx_psocks)) {
+		psock = list_first_entry(&mux->rx_psocks, struct kcmux_psock,
+					 rx_node);
+		if (psock->rx_ready)
+			break;
+		list_del_init(&psock->rx_node);
+		WRITE_ONCE(psock->rx_paused, false);
+		queue_delayed_work(kcmux_wq, &psock->rx_work, 0);
+	}
+}
+
+/*
+ * Framing is done for now: wake the readers of what it delivered and, if
+ * the psock did not park (it drained TCP, waits for bytes or is stopped),
+ * let the next paused psock read while the sockets have room (see
+ * kcmux_rx_resume()).  TCP socket locked.
+ */
 void kcmux_rx_deliver_done(struct kcmux_psock *psock)
 {
-	if (!psock->rx_delivered)
+	struct kcmux_mux *mux = psock->mux;
+	/* A racy look first: this runs after every read of a TCP socket. */
+	bool pass = !READ_ONCE(psock->rx_paused) &&
+		    !list_empty(&mux->rx_psocks);
+
+	if (!psock->rx_delivered && !pass)
 		return;
 	psock->rx_delivered = false;
-	spin_lock_bh(&psock->mux->lock);
-	kcmux_rx_wake(psock->mux);
-	spin_unlock_bh(&psock->mux->lock);
+	spin_lock_bh(&mux->lock);
+	if (!psock->rx_paused)
+		kcmux_rx_resume(mux, 1);
+	kcmux_rx_wake(mux);
+	spin_unlock_bh(&mux->lock);
 }
 
 /*
  * kcm may have room again: put it back on rx_socks and feed it held
- * messages, then parked ones (waking their psocks).  mux->lock held.
+ * messages, then parked ones, then resume some of the paused psocks.
+ * mux->lock held.
  */
 void kcmux_rx_sock_ready(struct kcmux_sock *kcm)
 {
@@ -338,16 +380,16 @@ void kcmux_rx_sock_ready(struct kcmux_sock *kcm)
 	while (kcm->rx_ready && (skb = __skb_dequeue(&mux->rx_hold)))
 		kcmux_rx_enqueue(kcm, skb);
 
-	while (kcm->rx_ready && !list_empty(&mux->rx_psocks)) {
-		psock = list_first_entry(&mux->rx_psocks, struct kcmux_psock,
-					 rx_node);
-		list_del_init(&psock->rx_node);
-		skb = psock->rx_ready;
-		psock->rx_ready = NULL;
-		WRITE_ONCE(psock->rx_paused, false);
-		kcmux_rx_enqueue(kcm, skb);
-		queue_delayed_work(kcmux_wq, &psock->rx_work, 0);
+	/* Parked messages cost no worker: take all there is room for. */
+	list_for_each_entry(psock, &mux->rx_psocks, rx_node) {
+		if (!kcm->rx_ready)
+			break;
+		if (psock->rx_ready) {
+			kcmux_rx_enqueue(kcm, psock->rx_ready);
+			psock->rx_ready = NULL;
+		}
 	}
+	kcmux_rx_resume(mux, KCMUX_RX_RESUME_BATCH);
 	kcmux_rx_wake(mux);
 }
 
@@ -387,7 +429,10 @@ void kcmux_rx_requeue_queue(struct kcmux_sock *kcm)
 	kcmux_rx_wake(kcm->mux);
 }
 
-/* Takes back a message parked on a psock that is going away. */
+/*
+ * Takes back a message parked on a psock that is going away; if it had
+ * the turn to read (kcmux_rx_resume()), the next paused psock gets it.
+ */
 void kcmux_rx_unpark(struct kcmux_psock *psock)
 {
 	struct kcmux_mux *mux = psock->mux;
@@ -400,6 +445,7 @@ void kcmux_rx_unpark(struct kcmux_psock *psock)
 		kcmux_rx_wake(mux);
 	}
 	WRITE_ONCE(psock->rx_paused, false);
+	kcmux_rx_resume(mux, 1);
 	spin_unlock_bh(&mux->lock);
 }
 
