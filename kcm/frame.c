@@ -164,6 +164,25 @@ static void kcmux_frame_account(struct kcmux_psock *psock, u32 len)
 }
 
 /*
+ * An skb with no data of its own, for page fragments: its head (the
+ * shared info alone) comes from the per-CPU frag cache too, not from a
+ * kmalloc of a small head that init_on_alloc would zero whole.
+ */
+static struct sk_buff *kcmux_alloc_empty(void)
+{
+	unsigned int size = SKB_HEAD_ALIGN(0);
+	void *data = netdev_alloc_frag(size);
+	struct sk_buff *skb;
+
+	if (!data)
+		return NULL;
+	skb = build_skb(data, size);
+	if (!skb)
+		skb_free_frag(data);
+	return skb;
+}
+
+/*
  * An skb with room for a message of len bytes in page fragments of the
  * per-CPU frag cache, as drivers build received packets: only the bytes
  * asked for are taken (and zeroed by init_on_alloc), and allocating is
@@ -172,7 +191,7 @@ static void kcmux_frame_account(struct kcmux_psock *psock, u32 len)
  */
 static struct sk_buff *kcmux_alloc_frags(u32 len)
 {
-	struct sk_buff *skb = alloc_skb(0, GFP_ATOMIC);
+	struct sk_buff *skb = kcmux_alloc_empty();
 	int i = 0;
 
 	/* The longest message built here is a whole view. */
@@ -244,7 +263,7 @@ static struct sk_buff *kcmux_share_frags(struct sk_buff *skb,
 	if (pos < start || skb->pp_recycle || skb_zcopy(skb) ||
 	    skb_has_shared_frag(skb))
 		return NULL;
-	msg = alloc_skb(0, GFP_ATOMIC);
+	msg = kcmux_alloc_empty();
 	if (!msg)
 		return NULL;
 	for (i = 0; left && i < shinfo->nr_frags; i++) {
