@@ -32,6 +32,13 @@
 #include "kcmux_trace.h"
 
 #define KCMUX_VIEW_MIN		256
+/*
+ * What a new message's first peek copies, unless the previous message
+ * was a small one that a bigger peek takes whole: enough for the header
+ * of every protocol in bpf/; a parser that wants more returns 0 and is
+ * shown all there is at hand.
+ */
+#define KCMUX_PEEK_MIN		64
 /* A parser needing more than this to find a length is broken. */
 #define KCMUX_VIEW_MAX		(64 * 1024)
 /* Most page fragments of TCP skbs one message may share (and pin). */
@@ -363,7 +370,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	u32 rcvbuf = READ_ONCE(sk->sk_rcvbuf);
 	u32 prev = f->have;
 	struct sk_buff *head;
-	size_t take, seen, want;
+	size_t take, seen, want, peek;
 	int len;
 
 	*used = 0;
@@ -374,9 +381,15 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	/* A new message may be parsed from all TCP holds, unconsumed. */
 	seen = prev ? left : max_t(size_t, left,
 				   kcmux_tcp_bytes_from(sk, skb, pos));
+	/*
+	 * Bytes of a message bigger than a pack are not read from the view:
+	 * peek no more of them than a header needs.
+	 */
+	peek = f->last_len > KCMUX_PACK_MSG_MAX ? KCMUX_PEEK_MIN :
+	       max_t(u32, f->last_len, KCMUX_PEEK_MIN);
 	for (;;) {
 		skb_trim(f->view, prev);
-		want = min_t(size_t, seen, skb_tailroom(f->view));
+		want = min3(seen, (size_t)skb_tailroom(f->view), peek);
 		if (prev) {
 			take = want;
 			skb_copy_bits(skb, pos, skb_put(f->view, take), take);
@@ -402,6 +415,11 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 			break;
 		/* Its answer must later lie beyond what it has seen. */
 		f->asked = max_t(u32, f->asked, prev + take);
+		if (take == peek && take < seen) {
+			/* Show it all there is at hand. */
+			peek = SIZE_MAX;
+			continue;
+		}
 		if (take == seen) {
 			/* Everything at hand is header. */
 			psock->stats.rx_need_more_hdr++;
@@ -427,6 +445,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 			return -ENOMEM;
 	}
 
+	f->last_len = len;
 	if (len > rcvbuf) {
 		psock->stats.rx_too_big++;
 		return -EMSGSIZE;

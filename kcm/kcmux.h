@@ -133,6 +133,7 @@ struct kcmux_frame {
 	u32 have;		/* message bytes consumed from TCP so far */
 	u32 need;		/* tcp_inq() worth parsing again, or 0 */
 	u32 asked;		/* bytes the parser saw and wanted more */
+	u32 last_len;		/* of the previous message: how much to peek */
 	bool pending;		/* a message has begun; start is valid */
 	bool timer_armed;	/* rx_timer may be queued for it */
 	unsigned long start;	/* jiffies when the first byte arrived */
