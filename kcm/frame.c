@@ -43,6 +43,13 @@
 #define KCMUX_VIEW_MAX		(64 * 1024)
 /* Most page fragments of TCP skbs one message may share (and pin). */
 #define KCMUX_SHARE_FRAGS	2
+/*
+ * A message shares pages only if they add up to at most this many times
+ * its length: what a queued message pins beyond what it is charged stays
+ * bounded (a 4 KiB message across two of TCP's 32 KiB page fragments is
+ * the limit).  Smaller messages are copied.
+ */
+#define KCMUX_SHARE_MAX_PIN	16
 #define KCMUX_MEM_RETRY		(HZ / 10)
 /* kcmux_frame_header() found a message that is not all in TCP yet. */
 #define KCMUX_FRAME_WAIT	1
@@ -250,10 +257,12 @@ static void kcmux_frags_store(struct sk_buff *msg, u32 at,
 
 /*
  * A message of len bytes at (skb, pos) that lies in at most
- * KCMUX_SHARE_FRAGS page fragments of skb: a new skb referencing the same
- * pages, nothing copied.  As with any receive skb built on page frags,
- * the bytes are charged and the pages they lie in are pinned until the
- * message is read; bounding the fragments bounds what one message pins.
+ * KCMUX_SHARE_FRAGS page fragments of skb, in pages that add up to at
+ * most KCMUX_SHARE_MAX_PIN times len: a new skb referencing the same
+ * pages, nothing copied.  As with any receive skb built on page frags, the
+ * bytes are charged and the pages they lie in are pinned until the
+ * message is read; the bounds keep what it pins within 16 times what it
+ * is charged, however a peer cuts its stream.
  * NULL if the bytes are not in such fragments, or might change under us
  * (zerocopy, splice of page cache) or belong to a page pool: copy then.
  */
@@ -263,6 +272,7 @@ static struct sk_buff *kcmux_share_frags(struct sk_buff *skb,
 	const struct skb_shared_info *shinfo = skb_shinfo(skb);
 	unsigned int start = skb_headlen(skb);
 	struct sk_buff *msg;
+	size_t pinned = 0;
 	struct page *page;
 	u32 left = len;
 	int i, n = 0;
@@ -287,6 +297,9 @@ static struct sk_buff *kcmux_share_frags(struct sk_buff *skb,
 			break;
 		off = pos - start;
 		chunk = min(left, size - off);
+		pinned += page_size(compound_head(page));
+		if (pinned > (size_t)len * KCMUX_SHARE_MAX_PIN)
+			break;
 		get_page(page);
 		skb_fill_page_desc(msg, n++, page, skb_frag_off(frag) + off,
 				   chunk);
