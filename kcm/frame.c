@@ -222,11 +222,8 @@ static struct sk_buff *kcmux_alloc_frags(u32 len)
 			return NULL;
 		}
 		page = virt_to_head_page(data);
-		skb_fill_page_desc(skb, i++, page, data - page_address(page),
-				   chunk);
-		skb->len += chunk;
-		skb->data_len += chunk;
-		skb->truesize += SKB_DATA_ALIGN(chunk);
+		skb_add_rx_frag(skb, i++, page, data - page_address(page),
+				chunk, SKB_DATA_ALIGN(chunk));
 		len -= chunk;
 	}
 	return skb;
@@ -301,8 +298,8 @@ static struct sk_buff *kcmux_share_frags(struct sk_buff *skb,
 		if (pinned > (size_t)len * KCMUX_SHARE_MAX_PIN)
 			break;
 		get_page(page);
-		skb_fill_page_desc(msg, n++, page, skb_frag_off(frag) + off,
-				   chunk);
+		skb_add_rx_frag(msg, n++, page, skb_frag_off(frag) + off,
+				chunk, chunk);
 		pos += chunk;
 		left -= chunk;
 		start += size;
@@ -312,9 +309,6 @@ static struct sk_buff *kcmux_share_frags(struct sk_buff *skb,
 		kfree_skb(msg);
 		return NULL;
 	}
-	msg->len = len;
-	msg->data_len = len;
-	msg->truesize += len;
 	return msg;
 }
 
@@ -337,8 +331,6 @@ static struct sk_buff *kcmux_copy_head(struct kcmux_frame *f, u32 len,
 		if (head)
 			skb_copy_bits(f->view, 0, skb_put(head, len), len);
 	}
-	if (head)
-		kcmux_msg_cb(head)->in_frags = msg_len > KCMUX_PACK_MSG_MAX;
 	return head;
 }
 
@@ -384,6 +376,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	u32 prev = f->have;
 	struct sk_buff *head;
 	size_t take, seen, want, peek;
+	bool in_frags = false;
 	int len;
 
 	*used = 0;
@@ -506,7 +499,6 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 		head = kcmux_share_frags(skb, pos, len);
 	if (head) {
 		/* All of it, without a copy. */
-		kcmux_msg_cb(head)->in_frags = false;
 		kcmux_msg_cb(head)->offset = 0;
 		*used = len;
 		f->have = len;
@@ -516,6 +508,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 		head = kcmux_copy_head(f, in_view, len);
 		if (!head)
 			return -ENOMEM;
+		in_frags = len > KCMUX_PACK_MSG_MAX;
 		kcmux_msg_cb(head)->offset = 0;
 		*used = in_view - prev;
 		f->have = in_view;
@@ -524,7 +517,6 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 		head = kcmux_clone_head(skb, len > left, &f->tailp);
 		if (!head)
 			return -ENOMEM;
-		kcmux_msg_cb(head)->in_frags = false;
 		kcmux_msg_cb(head)->offset = pos;
 		*used = min_t(size_t, len, left);
 		f->have = *used;
@@ -532,7 +524,6 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 		/* A large message whose head came in pieces: keep the view. */
 		head = f->view;
 		f->view = NULL;
-		kcmux_msg_cb(head)->in_frags = false;
 		kcmux_msg_cb(head)->offset = 0;
 		*used = take;
 		f->have = prev + take;
@@ -546,6 +537,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	kcmux_msg_cb(head)->sent = 0;
 	/* A clone head carries TCP's cb: clear what rx reads. */
 	kcmux_msg_cb(head)->packed = false;
+	kcmux_msg_cb(head)->in_frags = in_frags;
 	if (f->have < len)
 		kcmux_frame_begin(psock);
 	return 0;
@@ -667,6 +659,18 @@ static int kcmux_frame_actor(read_descriptor_t *desc, struct sk_buff *skb,
 }
 
 /*
+ * Still waiting in TCP for a known number of bytes: do not reparse the
+ * message at every segment.  TCP socket locked.
+ */
+static bool kcmux_frame_short(struct kcmux_psock *psock)
+{
+	u32 need = psock->frame.need;
+
+	return need && tcp_inq(psock->sk) < need &&
+	       kcmux_frame_may_wait(psock->sk, need);
+}
+
+/*
  * Frames what TCP holds.  Returns false if it left whole messages in TCP
  * and will be called again for them: when the parked message is taken,
  * or when the allocation that failed is retried.
@@ -678,20 +682,11 @@ bool kcmux_frame_read(struct kcmux_psock *psock)
 		.count = 1,
 	};
 
-	if (psock->frame.stopped) {
-		kcmux_rx_deliver_done(psock);
-		return true;
-	}
-	if (READ_ONCE(psock->rx_paused))
+	if (READ_ONCE(psock->rx_paused) && !psock->frame.stopped)
 		return false;
-	/* Waiting for a known number of bytes: do not reparse each segment. */
-	if (psock->frame.need && tcp_inq(psock->sk) < psock->frame.need &&
-	    kcmux_frame_may_wait(psock->sk, psock->frame.need)) {
-		kcmux_rx_deliver_done(psock);
-		return true;
-	}
 	/* tcp_read_sock() leaves desc.error to the actor. */
-	tcp_read_sock(psock->sk, &desc, kcmux_frame_actor);
+	if (!psock->frame.stopped && !kcmux_frame_short(psock))
+		tcp_read_sock(psock->sk, &desc, kcmux_frame_actor);
 	kcmux_rx_deliver_done(psock);
 	return !desc.error;
 }

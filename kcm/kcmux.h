@@ -108,7 +108,8 @@ struct kcmux_mux {
 	struct list_head socks;		/* every KCM socket */
 	struct list_head psocks;	/* every psock, until it is freed */
 	struct list_head rx_socks;	/* KCM sockets that can take a message */
-	struct list_head rx_psocks;	/* psocks paused, in the order they parked */
+	struct list_head rx_psocks;	/* psocks parked on a ready message */
+	struct list_head rx_waiting;	/* paused, message taken: to resume */
 	struct list_head rx_wake;	/* KCM sockets owed a wakeup */
 	struct sk_buff_head rx_hold;	/* messages waiting for any socket */
 	struct list_head tx_psocks;	/* psocks free to carry a message */
@@ -168,7 +169,7 @@ struct kcmux_psock {
 
 	/* Under mux->lock. */
 	struct sk_buff *rx_ready;	/* message no KCM socket could take */
-	struct list_head rx_node;	/* mux->rx_psocks while paused */
+	struct list_head rx_node;	/* rx_psocks, then rx_waiting: paused */
 	bool rx_paused;			/* not reading until resumed */
 	struct kcmux_sock *tx_owner;	/* KCM socket transmitting on us */
 	struct list_head tx_node;	/* mux->tx_psocks while free */

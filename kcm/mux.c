@@ -62,6 +62,7 @@ struct kcmux_mux *kcmux_mux_create(struct net *net)
 	INIT_LIST_HEAD(&mux->psocks);
 	INIT_LIST_HEAD(&mux->rx_socks);
 	INIT_LIST_HEAD(&mux->rx_psocks);
+	INIT_LIST_HEAD(&mux->rx_waiting);
 	INIT_LIST_HEAD(&mux->rx_wake);
 	INIT_LIST_HEAD(&mux->tx_psocks);
 	INIT_LIST_HEAD(&mux->tx_socks);

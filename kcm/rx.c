@@ -309,14 +309,13 @@ bool kcmux_rx_deliver(struct kcmux_psock *psock, struct sk_buff *skb)
 }
 
 /*
- * Lets paused psocks read again, at most n of them, in the order they
- * stopped: those whose parked message a socket has taken.  Not all at
- * once: with more psocks than the sockets have room for, every resumed
- * psock would deliver one message and park again, a worker round trip
- * per message.  A psock that is done reading without parking while the
- * sockets still have room resumes the next (kcmux_rx_deliver_done()), so
- * while a socket has room and psocks are paused, one is on its way.
- * mux->lock held.
+ * Lets paused psocks whose parked message a socket has taken read again,
+ * at most n of them, in the order they stopped.  Not all at once: with
+ * more psocks than the sockets have room for, every resumed psock would
+ * deliver one message and park again, a worker round trip per message.
+ * A psock that is done reading without parking while the sockets still
+ * have room resumes the next (kcmux_rx_deliver_done()), so while a socket
+ * has room and psocks wait, one is on its way.  mux->lock held.
  */
 static void kcmux_rx_resume(struct kcmux_mux *mux, unsigned int n)
 {
@@ -324,11 +323,9 @@ static void kcmux_rx_resume(struct kcmux_mux *mux, unsigned int n)
 
 	lockdep_assert_held(&mux->lock);
 	while (n-- && !list_empty(&mux->rx_socks) &&
-	       !list_empty(&mux->rx_psocks)) {
-		psock = list_first_entry(&mux->rx_psocks, struct kcmux_psock,
+	       !list_empty(&mux->rx_waiting)) {
+		psock = list_first_entry(&mux->rx_waiting, struct kcmux_psock,
 					 rx_node);
-		if (psock->rx_ready)
-			break;
 		list_del_init(&psock->rx_node);
 		WRITE_ONCE(psock->rx_paused, false);
 		queue_delayed_work(kcmux_wq, &psock->rx_work, 0);
@@ -346,7 +343,7 @@ void kcmux_rx_deliver_done(struct kcmux_psock *psock)
 	struct kcmux_mux *mux = psock->mux;
 	/* A racy look first: this runs after every read of a TCP socket. */
 	bool pass = !READ_ONCE(psock->rx_paused) &&
-		    !list_empty(&mux->rx_psocks);
+		    !list_empty(&mux->rx_waiting);
 
 	if (!psock->rx_delivered && !pass)
 		return;
@@ -381,13 +378,12 @@ void kcmux_rx_sock_ready(struct kcmux_sock *kcm)
 		kcmux_rx_enqueue(kcm, skb);
 
 	/* Parked messages cost no worker: take all there is room for. */
-	list_for_each_entry(psock, &mux->rx_psocks, rx_node) {
-		if (!kcm->rx_ready)
-			break;
-		if (psock->rx_ready) {
-			kcmux_rx_enqueue(kcm, psock->rx_ready);
-			psock->rx_ready = NULL;
-		}
+	while (kcm->rx_ready && !list_empty(&mux->rx_psocks)) {
+		psock = list_first_entry(&mux->rx_psocks, struct kcmux_psock,
+					 rx_node);
+		kcmux_rx_enqueue(kcm, psock->rx_ready);
+		psock->rx_ready = NULL;
+		list_move_tail(&psock->rx_node, &mux->rx_waiting);
 	}
 	kcmux_rx_resume(mux, KCMUX_RX_RESUME_BATCH);
 	kcmux_rx_wake(mux);
