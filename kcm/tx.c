@@ -16,9 +16,6 @@
 #include "kcmux.h"
 #include "kcmux_trace.h"
 
-#define KCMUX_TX_LINEAR_MAX	1024
-#define KCMUX_TX_CHUNK		(MAX_SKB_FRAGS * PAGE_SIZE)
-
 /*
  * Room for more: below sndbuf, or nothing queued that could drain.  The
  * message being written may exceed sndbuf on its own, as in-tree KCM
@@ -84,22 +81,75 @@ static int kcmux_tx_wait_mem(struct sock *sk, long *timeo)
 	return err;
 }
 
-static struct sk_buff *kcmux_tx_alloc(struct sock *sk, size_t size, int *err)
+/*
+ * Copies up to size bytes of the message into page fragments of the
+ * task's page_frag, as TCP does for its own sends: the psock's TCP socket
+ * then takes the pages by reference instead of copying them again, and
+ * a page TCP is done with is refilled in place rather than allocated (and
+ * zeroed) anew.  Returns the bytes copied, fewer than size when skb ran
+ * out of fragment slots.
+ */
+static int kcmux_tx_copy_frags(struct sock *sk, struct sk_buff *skb,
+			       struct iov_iter *from, size_t size)
 {
-	size_t linear = size <= KCMUX_TX_LINEAR_MAX ? size : 0;
+	struct skb_shared_info *shinfo = skb_shinfo(skb);
+	struct page_frag *pfrag = sk_page_frag(sk);
+	size_t copied = 0;
+
+	while (copied < size) {
+		int i = shinfo->nr_frags;
+		size_t copy;
+
+		if (!skb_page_frag_refill(32U, pfrag, sk->sk_allocation))
+			return -ENOMEM;
+		if (!skb_can_coalesce(skb, i, pfrag->page, pfrag->offset)) {
+			if (i == MAX_SKB_FRAGS)
+				break;
+			get_page(pfrag->page);
+			skb_fill_page_desc(skb, i++, pfrag->page,
+					   pfrag->offset, 0);
+		}
+		copy = min_t(size_t, size - copied,
+			     pfrag->size - pfrag->offset);
+		if (copy_page_from_iter(pfrag->page, pfrag->offset, copy,
+					from) != copy)
+			return -EFAULT;
+		skb_frag_size_add(&shinfo->frags[i - 1], copy);
+		pfrag->offset += copy;
+		skb->len += copy;
+		skb->data_len += copy;
+		skb->truesize += copy;
+		copied += copy;
+	}
+	return copied;
+}
+
+/*
+ * Allocates an skb holding the next at most size bytes of the message, all
+ * in page fragments, whatever the size: for small messages TCP coalesces
+ * neighbouring fragments of a page, so they cost less than a second copy.
+ * Sets *copied to what the skb holds.
+ */
+static struct sk_buff *kcmux_tx_alloc(struct sock *sk, struct iov_iter *from,
+				      size_t size, size_t *copied, int *err)
+{
 	struct sk_buff *skb;
+	int ret;
 
 	/* Charged to the sender's memcg: user data, held as long as it likes. */
-	/* Large pages when they come cheap: fewer frags to send and free. */
-	skb = alloc_skb_with_frags(linear, size - linear,
-				   PAGE_ALLOC_COSTLY_ORDER, err,
-				   sk->sk_allocation | __GFP_ACCOUNT);
-	if (!skb)
+	skb = alloc_skb(0, sk->sk_allocation | __GFP_ACCOUNT);
+	if (!skb) {
+		*err = -ENOBUFS;
 		return NULL;
-	skb_put(skb, linear);
-	skb->data_len = size - linear;
-	skb->len += size - linear;
+	}
+	ret = kcmux_tx_copy_frags(sk, skb, from, size);
+	if (ret < 0) {
+		kfree_skb(skb);
+		*err = ret;
+		return NULL;
+	}
 	skb_set_owner_w(skb, sk);
+	*copied = ret;
 	return skb;
 }
 
@@ -517,22 +567,18 @@ int kcmux_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	}
 
 	while (copied < len) {
-		size_t size = min_t(size_t, len - copied, KCMUX_TX_CHUNK);
 		struct sk_buff *skb;
+		size_t size;
 
 		if (!kcmux_tx_writable(sk)) {
 			err = kcmux_tx_wait_mem(sk, &timeo);
 			if (err)
 				goto out_rollback;
 		}
-		skb = kcmux_tx_alloc(sk, size, &err);
+		skb = kcmux_tx_alloc(sk, &msg->msg_iter, len - copied, &size,
+				     &err);
 		if (!skb)
 			goto out_rollback;
-		err = skb_copy_datagram_from_iter(skb, 0, &msg->msg_iter, size);
-		if (err) {
-			kfree_skb(skb);
-			goto out_rollback;
-		}
 		kcmux_tx_link(kcm, skb);
 		copied += size;
 	}

@@ -619,6 +619,53 @@ TEST_F(tx, larger_than_sndbuf_sent)
 	EXPECT_TRUE(kcm_quiet(self->a[1], KCM_QUIET_MS));
 }
 
+/*
+ * Messages of sizes on both sides of each point where the send path
+ * changes how it holds them (linear up to 1 KiB, then page fragments of
+ * up to 32 KiB, a new skb every MAX_SKB_FRAGS fragments: 544 KiB), sent
+ * whole and in random parts; the peer checks every byte.
+ */
+TEST_F(tx, message_sizes)
+{
+	static const uint32_t sizes[] = {
+		1, 100, 1016, 1017, 4088, 4089, 32760, 32761, 65536,
+		557048, 557049, KCM_TEST_MAX_PAYLOAD,
+	};
+	static uint8_t m[KCM_TEST_HDR_LEN + KCM_TEST_MAX_PAYLOAD];
+	unsigned int seed = 20261206, i, whole;
+	int sndbuf = 4 << 20;
+	const char *why;
+
+	/* In-tree KCM waits for room before each part, even of one message. */
+	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf,
+				sizeof(sndbuf)));
+	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		for (whole = 0; whole < 2; whole++) {
+			uint32_t hdr = 2 * i + whole + 1;
+			ssize_t n = kcm_test_msg(m, hdr, sizes[i]), off = 0;
+
+			while (off < n) {
+				ssize_t part = whole ? n : 1 + rand_r(&seed) % 70000;
+				int flags = variant->more;
+
+				if (part >= n - off) {
+					part = n - off;
+					flags = variant->end;
+				}
+				ASSERT_EQ(part, send(self->kcm, m + off, part, flags))
+					TH_LOG("size %u, part at %zd: %s", sizes[i],
+					       off, strerror(errno));
+				off += part;
+			}
+			why = kcm_read_msg(self->a[1], hdr, sizes[i], KCM_WAIT_MS);
+			ASSERT_EQ(NULL, why) TH_LOG("size %u%s: %s", sizes[i],
+						    whole ? "" : " in parts", why);
+		}
+	}
+	EXPECT_TRUE(kcm_quiet(self->a[1], KCM_QUIET_MS));
+}
+
 /* --- failing psocks, SIGPIPE --------------------------------------------- */
 
 #define BIG_MSG		100000

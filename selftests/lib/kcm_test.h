@@ -544,7 +544,7 @@ static inline bool kcm_test_msg_ok(const void *buf, ssize_t n, uint32_t hdr,
 	return true;
 }
 
-#define KCM_TEST_MAX_PAYLOAD	300000
+#define KCM_TEST_MAX_PAYLOAD	((1 << 20) + 3)
 
 /*
  * Reads one message from the stream fd and checks it is the one
