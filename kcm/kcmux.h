@@ -289,6 +289,7 @@ int kcmux_parse(const struct kcmux_parser *parser, struct sk_buff *view);
 
 /* psock.c */
 int kcmux_psock_init(void);
+void kcmux_psock_uninit(void);
 int kcmux_attach(struct socket *sock, const struct kcmux_attach *info,
 		 u32 *psock_id);
 int kcmux_psock_id_of(struct socket *sock, int fd, u32 *psock_id);

@@ -34,7 +34,7 @@ static int __init kcmux_init(void)
 	 */
 	err = kcmux_socket_init();
 	if (err)
-		goto err_wq;
+		goto err_psock;
 
 	err = kcmux_netns_init();
 	if (err)
@@ -51,6 +51,8 @@ err_netlink:
 	kcmux_netns_uninit();
 err_netns:
 	kcmux_socket_uninit();
+err_psock:
+	kcmux_psock_uninit();
 err_wq:
 	destroy_workqueue(kcmux_wq);
 	return err;
@@ -61,6 +63,7 @@ static void __exit kcmux_exit(void)
 	kcmux_netlink_uninit();
 	kcmux_socket_uninit();
 	kcmux_netns_uninit();
+	kcmux_psock_uninit();
 	destroy_workqueue(kcmux_wq);
 }
 

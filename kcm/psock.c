@@ -10,6 +10,7 @@
 #include <linux/slab.h>
 #include <net/inet_connection_sock.h>
 #include <net/sock.h>
+#include <net/tcp.h>
 #include <net/tcp_states.h>
 
 #include "kcmux.h"
@@ -21,16 +22,36 @@ static void kcmux_psock_state_change(struct sock *sk);
 
 /*
  * TCP's own callbacks, read off a kernel socket at load time.  A callback
- * of ours can run on a socket without a psock: it raced with release, or
- * the socket is a child accepted from a listener that was attached once
- * (sk_clone_lock copies callbacks; SK_USER_DATA_NOCOPY keeps the psock
- * pointer from being copied).  Such a socket gets TCP's behaviour.
+ * of ours can run on a socket without a psock when it raced with release;
+ * the socket then gets TCP's behaviour.  (No listener's child inherits our
+ * callbacks: an attached socket cannot listen, see kcmux_ulp_ops, and
+ * SK_USER_DATA_NOCOPY would keep the psock pointer from being copied.)
  */
 static struct {
 	void (*data_ready)(struct sock *sk);
 	void (*write_space)(struct sock *sk);
 	void (*state_change)(struct sock *sk);
 } kcmux_tcp_default;
+
+/* User space cannot install it: only attach does (see kcmux_ulp_ops). */
+static int kcmux_ulp_init(struct sock *sk)
+{
+	return -EOPNOTSUPP;
+}
+
+/*
+ * Attached TCP sockets carry this upper layer protocol, as kTLS sockets
+ * carry "tls": TCP then refuses another one on them (setsockopt(TCP_ULP)
+ * fails with EEXIST, where kTLS would take over the receive queue under
+ * the framing), refuses listen(), and getsockopt(TCP_ULP) and ss -i show
+ * "kcmux".  Attach sets it and unattach clears it, both under the socket
+ * lock, while the mux holds the socket's file: TCP never releases it.
+ */
+static struct tcp_ulp_ops kcmux_ulp_ops __read_mostly = {
+	.name	= "kcmux",
+	.owner	= THIS_MODULE,
+	.init	= kcmux_ulp_init,
+};
 
 int kcmux_psock_init(void)
 {
@@ -45,7 +66,12 @@ int kcmux_psock_init(void)
 	kcmux_tcp_default.write_space = sock->sk->sk_write_space;
 	kcmux_tcp_default.state_change = sock->sk->sk_state_change;
 	sock_release(sock);
-	return 0;
+	return tcp_register_ulp(&kcmux_ulp_ops);
+}
+
+void kcmux_psock_uninit(void)
+{
+	tcp_unregister_ulp(&kcmux_ulp_ops);
 }
 
 /* Callbacks hold sk_callback_lock for reading; release takes it to write. */
@@ -186,7 +212,9 @@ static int kcmux_psock_check(struct sock *csk)
 		return -EOPNOTSUPP;
 	if (csk->sk_state == TCP_LISTEN || csk->sk_state == TCP_CLOSE)
 		return -EOPNOTSUPP;
-	/* kTLS and other ULPs own the socket's callbacks too. */
+	/* Ours: attached already.  kTLS and other ULPs own the socket too. */
+	if (inet_csk(csk)->icsk_ulp_ops == &kcmux_ulp_ops)
+		return -EALREADY;
 	if (inet_csk(csk)->icsk_ulp_ops)
 		return -EBUSY;
 	return 0;
@@ -203,6 +231,8 @@ static int kcmux_psock_install(struct kcmux_psock *psock, struct sock *csk)
 	psock->saved_write_space = csk->sk_write_space;
 	psock->saved_state_change = csk->sk_state_change;
 	__rcu_assign_sk_user_data_with_flags(csk, psock, SK_USER_DATA_NOCOPY);
+	/* Read locklessly by diag, like any ULP pointer. */
+	WRITE_ONCE(inet_csk(csk)->icsk_ulp_ops, &kcmux_ulp_ops);
 	WRITE_ONCE(csk->sk_data_ready, kcmux_psock_data_ready);
 	WRITE_ONCE(csk->sk_write_space, kcmux_psock_write_space);
 	WRITE_ONCE(csk->sk_state_change, kcmux_psock_state_change);
@@ -219,6 +249,7 @@ static void kcmux_psock_uninstall(struct kcmux_psock *psock)
 	WRITE_ONCE(csk->sk_write_space, psock->saved_write_space);
 	WRITE_ONCE(csk->sk_state_change, psock->saved_state_change);
 	rcu_assign_sk_user_data(csk, NULL);
+	WRITE_ONCE(inet_csk(csk)->icsk_ulp_ops, NULL);
 	write_unlock_bh(&csk->sk_callback_lock);
 }
 

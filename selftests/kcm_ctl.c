@@ -537,6 +537,46 @@ TEST_F(ctl, attach_ktls_ebusy)
 	kcm_ctl_no_psock(_metadata);
 }
 
+/*
+ * The other way round: an attached socket carries the "kcmux" ULP, so
+ * kTLS (which would read the receive queue under the framing) cannot be
+ * stacked on it, nor can it listen; once unattached it is a plain TCP
+ * socket again and takes kTLS.
+ */
+TEST_F(ctl, attached_socket_refuses_ulp)
+{
+	char name[16] = "";
+	socklen_t len = sizeof(name);
+	int err;
+
+	if (kcmux_is_reference())
+		SKIP(return, "in-tree kcm leaves an attached socket open to kTLS and sets no ULP: kcmux extension");
+	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
+	ASSERT_EQ(0, getsockopt(self->a[0], IPPROTO_TCP, TCP_ULP, name, &len));
+	EXPECT_STREQ("kcmux", name);
+	err = setsockopt(self->a[0], IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls"));
+	EXPECT_EQ(-1, err);
+	EXPECT_EQ(EEXIST, errno);
+	/* Nor can user space put our ULP on a socket of its own. */
+	err = setsockopt(self->a[1], IPPROTO_TCP, TCP_ULP, "kcmux",
+			 sizeof("kcmux"));
+	EXPECT_EQ(-1, err);
+	EXPECT_EQ(EOPNOTSUPP, errno);
+
+	ASSERT_EQ(0, kcm_unattach(self->kcm, self->a[0]));
+	len = sizeof(name);
+	ASSERT_EQ(0, getsockopt(self->a[0], IPPROTO_TCP, TCP_ULP, name, &len));
+	EXPECT_EQ(0U, len) TH_LOG("ULP after unattach: %.*s", (int)len, name);
+	if (setsockopt(self->a[0], IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls"))) {
+		if (errno == ENOENT)
+			SKIP(return, "TCP_ULP \"tls\": ENOENT, the tls module is not loaded");
+		ASSERT_EQ(0, -errno) TH_LOG("TCP_ULP tls after unattach: %s",
+					   strerror(errno));
+	}
+	/* And with kTLS on it, it cannot be attached again. */
+	EXPECT_EQ(-EBUSY, kcm_attach(self->kcm, self->a[0], self->bpf));
+}
+
 /* --- attach: what happens to the TCP socket ------------------------------ */
 
 /* One message already queued on the TCP socket is framed at attach. */
@@ -749,10 +789,11 @@ TEST_F(ctl, unattach_returns_half_message)
 }
 
 /*
- * An attached socket is disconnected (connect AF_UNSPEC) and turned into a
- * listener; children accepted from it inherit its callbacks.  After the
- * psock is gone, a child must behave as plain TCP: data wakes its reader.
- * In-tree copies the psock pointer into the child (use after free).
+ * An attached socket is disconnected (connect AF_UNSPEC): it cannot be
+ * turned into a listener while attached (its "kcmux" ULP cannot be
+ * cloned into children; in-tree copies the psock pointer into accepted
+ * children, a use after free).  Once unattached it listens, and a child
+ * accepted from it behaves as plain TCP: data wakes its reader.
  */
 TEST_F(ctl, listener_child_after_unattach)
 {
@@ -772,6 +813,11 @@ TEST_F(ctl, listener_child_after_unattach)
 				sizeof(one)));
 	ASSERT_EQ(0, bind(self->a[0], (struct sockaddr *)&sin, sizeof(sin)));
 	ASSERT_EQ(0, getsockname(self->a[0], (struct sockaddr *)&sin, &slen));
+	EXPECT_EQ(-1, listen(self->a[0], 1));
+	EXPECT_EQ(EINVAL, errno);
+
+	ASSERT_EQ(0, kcm_unattach(self->kcm, self->a[0]));
+	kcm_close_fd(&self->kcm);
 	ASSERT_EQ(0, listen(self->a[0], 1));
 
 	cli = socket(AF_INET, SOCK_STREAM, 0);
@@ -779,10 +825,6 @@ TEST_F(ctl, listener_child_after_unattach)
 	ASSERT_EQ(0, connect(cli, (struct sockaddr *)&sin, sizeof(sin)));
 	child = accept(self->a[0], NULL, NULL);
 	ASSERT_LE(0, child);
-
-	/* The psock goes away; the child keeps the inherited callbacks. */
-	kcm_unattach(self->kcm, self->a[0]);
-	kcm_close_fd(&self->kcm);
 
 	ASSERT_EQ(5, send(cli, "hello", 5, 0));
 	EXPECT_EQ(5, kcm_read_exact(child, buf, 5, KCM_WAIT_MS));
