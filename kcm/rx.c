@@ -390,9 +390,39 @@ void kcmux_rx_sock_ready(struct kcmux_sock *kcm)
 }
 
 /*
+ * Moves the records after the current one of a pack that is off every
+ * queue into a new pack, which it returns; NULL if there are none, or no
+ * memory (they then stay).  The pack keeps its charge: it is freed when
+ * its reader is done with the current record.  mux->lock held.
+ */
+static struct sk_buff *kcmux_rx_pack_split(struct sk_buff *pack)
+{
+	const struct kcmux_msg_cb *cb = kcmux_msg_cb(pack);
+	u32 end = cb->offset + cb->len, pos = end;
+	struct kcmux_pack_rec rec;
+	struct sk_buff *rest;
+
+	if (end + sizeof(rec) > pack->len)
+		return NULL;
+	rest = kcmux_rx_pack_alloc();
+	if (!rest)
+		return NULL;
+	while (pos + sizeof(rec) <= pack->len) {
+		memcpy(&rec, pack->data + pos, sizeof(rec));
+		pos += sizeof(rec);
+		kcmux_rx_pack_put(rest, pack->data + pos, rec.len,
+				  rec.psock_id);
+		pos += rec.len;
+	}
+	skb_trim(pack, end);
+	return rest;
+}
+
+/*
  * Moves the messages queued on kcm to its siblings (or the hold queue).
- * A message the application has begun to read stays where it is.
- * mux->lock held; kcm is off rx_socks.
+ * A message the application has begun to read stays where it is, alone:
+ * the messages packed after it move too.  mux->lock held; kcm is off
+ * rx_socks.
  */
 void kcmux_rx_requeue_queue(struct kcmux_sock *kcm)
 {
@@ -403,7 +433,10 @@ void kcmux_rx_requeue_queue(struct kcmux_sock *kcm)
 	while ((skb = skb_dequeue(queue))) {
 		if (kcmux_msg_cb(skb)->sent && !kcm->closing) {
 			partial = skb;
-			continue;
+			skb = kcmux_msg_cb(skb)->packed ?
+			      kcmux_rx_pack_split(partial) : NULL;
+			if (!skb)
+				continue;
 		}
 		skb_orphan(skb);
 		if (kcmux_msg_cb(skb)->sent) {

@@ -1088,6 +1088,44 @@ TEST_F(ctl, recv_disable_moves_queue_to_sibling)
 	close(k1);
 }
 
+/*
+ * SEQPACKET: a message half read stays on the socket that disables
+ * receive, and only it; the small messages queued after it (packed with
+ * it in one skb) move to the sibling, whole and in order.
+ */
+TEST_F(ctl, recv_disable_half_read_stays_alone)
+{
+	uint8_t buf[KCM_TEST_HDR_LEN + 100];
+	int k, k1 = -1, i;
+	bool ok;
+
+	if (kcmux_is_reference())
+		SKIP(return, "in-tree kcm requeues a half-read message to the sibling too (its requeue takes the whole queue): kcmux behaviour");
+	k = kcm_socket(SOCK_SEQPACKET);
+	ASSERT_LE(0, k);
+	ASSERT_EQ(0, kcm_attach(k, self->a[0], self->bpf));
+	for (i = 0; i < 3; i++)
+		ASSERT_EQ(0, kcm_ctl_write_msg(self->a[1], i, 100));
+	ASSERT_EQ(3, kcm_wait_proc("psock-0", "RX-Msgs", 3));
+	ASSERT_EQ(10, recv(k, buf, 10, 0));
+
+	k1 = kcm_clone(k);
+	ASSERT_LE(0, k1);
+	ASSERT_EQ(0, kcm_recv_disable(k, 1));
+	for (i = 1; i < 3; i++) {
+		EXPECT_EQ(KCM_TEST_HDR_LEN + 100,
+			  kcm_ctl_recv_msg(k1, i, 100, KCM_WAIT_MS, &ok));
+		EXPECT_TRUE(ok) TH_LOG("message %d", i);
+	}
+	EXPECT_EQ(KCM_TEST_HDR_LEN + 100 - 10,
+		  recv(k, buf + 10, sizeof(buf) - 10, 0));
+	EXPECT_TRUE(kcm_test_msg_ok(buf, sizeof(buf), 0, 100));
+	EXPECT_TRUE(kcm_ctl_nothing(k));
+	EXPECT_TRUE(kcm_ctl_nothing(k1));
+	close(k1);
+	close(k);
+}
+
 /* With every socket disabled a message waits; enabling one delivers it. */
 TEST_F(ctl, recv_disable_only_socket_holds)
 {
