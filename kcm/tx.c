@@ -100,7 +100,9 @@ static int kcmux_tx_copy_frags(struct sock *sk, struct sk_buff *skb,
 		int i = shinfo->nr_frags;
 		size_t copy;
 
-		if (!skb_page_frag_refill(32U, pfrag, sk->sk_allocation))
+		/* New pages go to the sender's memcg, as the skb does. */
+		if (!skb_page_frag_refill(32U, pfrag,
+					  sk->sk_allocation | __GFP_ACCOUNT))
 			return -ENOMEM;
 		if (!skb_can_coalesce(skb, i, pfrag->page, pfrag->offset)) {
 			if (i == MAX_SKB_FRAGS)

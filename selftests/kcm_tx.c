@@ -21,6 +21,8 @@
 #include <signal.h>
 #include <time.h>
 #include <net/if.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <netinet/tcp.h>
 #include <sys/uio.h>
 
@@ -664,6 +666,115 @@ TEST_F(tx, message_sizes)
 		}
 	}
 	EXPECT_TRUE(kcm_quiet(self->a[1], KCM_QUIET_MS));
+}
+
+/* --- memory cgroup ----------------------------------------------------- */
+
+#define TX_CG_ROOT	"/sys/fs/cgroup"
+
+static int tx_cg_write(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY), ok;
+
+	if (fd < 0)
+		return -errno;
+	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
+	close(fd);
+	return ok ? 0 : -errno;
+}
+
+static long long tx_cg_read(const char *path)
+{
+	char buf[32] = "";
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 ? atoll(buf) : -1;
+}
+
+/*
+ * Puts the calling process into a new memory cgroup; 0, or a reason to
+ * skip in why.  The test process is a child of the harness: it exits at
+ * the end of the test, and the group is removed then by tx_cg_leave().
+ */
+static int tx_cg_enter(char *dir, size_t size, const char **why)
+{
+	char path[128], pid[16];
+
+	if (mount("none", TX_CG_ROOT, "cgroup2", 0, NULL) && errno != EBUSY) {
+		*why = "cannot mount cgroup2";
+		return -1;
+	}
+	if (tx_cg_write(TX_CG_ROOT "/cgroup.subtree_control", "+memory")) {
+		*why = "no memory controller in cgroup2";
+		return -1;
+	}
+	snprintf(dir, size, TX_CG_ROOT "/kcm_tx.%d", getpid());
+	if (mkdir(dir, 0755)) {
+		*why = "cannot create a cgroup";
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	if (tx_cg_write(path, pid)) {
+		rmdir(dir);
+		*why = "cannot join the new cgroup";
+		return -1;
+	}
+	return 0;
+}
+
+static void tx_cg_leave(const char *dir)
+{
+	char pid[16];
+
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	tx_cg_write(TX_CG_ROOT "/cgroup.procs", pid);
+	rmdir(dir);
+}
+
+/*
+ * A message being built (MSG_MORE / no MSG_EOR yet) holds its bytes in
+ * the kernel for as long as the sender likes: they are charged to the
+ * sender's memory cgroup, and given back when the socket closes.
+ */
+TEST_F(tx, building_message_charged_to_memcg)
+{
+	static uint8_t m[1 << 20];
+	long long before, during, after;
+	char dir[96], path[128];
+	const char *why = NULL;
+	int i, k;
+
+	if (kcmux_is_reference())
+		SKIP(return, "in-tree kcm copies into pages not charged to the sender's memory cgroup: kcmux behaviour");
+	if (tx_cg_enter(dir, sizeof(dir), &why))
+		SKIP(return, "%s", why);
+	snprintf(path, sizeof(path), "%s/memory.current", dir);
+	memset(m, 0x5a, sizeof(m));
+	k = kcm_socket(variant->type);
+	ASSERT_LE(0, k);
+	before = tx_cg_read(path);
+	for (i = 0; i < 16; i++)
+		ASSERT_EQ((ssize_t)sizeof(m),
+			  send(k, m, sizeof(m), variant->more));
+	during = tx_cg_read(path);
+	close(k);
+	for (i = 0; i < 100; i++) {
+		after = tx_cg_read(path);
+		if (after - before < (4 << 20))
+			break;
+		kcm_msleep(10);
+	}
+	tx_cg_leave(dir);
+	TH_LOG("memory.current: %lld before, %lld with 16 MiB pending, %lld after close",
+	       before, during, after);
+	EXPECT_LE(before + (15LL << 20), during);
+	EXPECT_GT(before + (4LL << 20), after);
 }
 
 /* --- failing psocks, SIGPIPE --------------------------------------------- */
