@@ -241,12 +241,13 @@ struct kcmux_pack_rec {
 };
 
 /*
- * Received messages up to KCMUX_COPYBREAK bytes are copied into an skb of
- * their own (two pages at most) instead of pinning the TCP skbs they came
- * in, whose truesize can be many times the message; those up to
- * KCMUX_PACK_MSG_MAX are packed several to an skb, larger ones are copied
- * into page fragments rather than a kmalloc'ed head (whose power-of-two
- * size would be allocated, and zeroed, for nothing).
+ * Received messages up to KCMUX_COPYBREAK bytes get an skb of their own
+ * (two pages at most) instead of pinning the TCP skbs they came in, whose
+ * truesize can be many times the message: those up to KCMUX_PACK_MSG_MAX
+ * are packed several to an skb, larger ones share at most two of TCP's
+ * pages (pinning at most 16 times their length, see frame.c) or are
+ * copied into page fragments rather than a kmalloc'ed head (whose
+ * power-of-two size would be allocated, and zeroed, for nothing).
  */
 #define KCMUX_COPYBREAK		SKB_WITH_OVERHEAD(8192)
 #define KCMUX_PACK_MSG_MAX	512

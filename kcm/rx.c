@@ -398,22 +398,19 @@ void kcmux_rx_sock_ready(struct kcmux_sock *kcm)
 static struct sk_buff *kcmux_rx_pack_split(struct sk_buff *pack)
 {
 	const struct kcmux_msg_cb *cb = kcmux_msg_cb(pack);
-	u32 end = cb->offset + cb->len, pos = end;
-	struct kcmux_pack_rec rec;
+	u32 end = cb->offset + cb->len;
 	struct sk_buff *rest;
 
-	if (end + sizeof(rec) > pack->len)
+	if (end + sizeof(struct kcmux_pack_rec) > pack->len)
 		return NULL;
 	rest = kcmux_rx_pack_alloc();
 	if (!rest)
 		return NULL;
-	while (pos + sizeof(rec) <= pack->len) {
-		memcpy(&rec, pack->data + pos, sizeof(rec));
-		pos += sizeof(rec);
-		kcmux_rx_pack_put(rest, pack->data + pos, rec.len,
-				  rec.psock_id);
-		pos += rec.len;
-	}
+	/* The records as they are; the first is made current. */
+	skb_put_data(rest, pack->data + end, pack->len - end);
+	kcmux_msg_cb(rest)->offset = 0;
+	kcmux_msg_cb(rest)->len = 0;
+	kcmux_rx_pack_advance(rest);
 	skb_trim(pack, end);
 	return rest;
 }

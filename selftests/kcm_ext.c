@@ -1782,36 +1782,12 @@ TEST(attach_ext_ids_unique)
 #define KX_BPF_SYSCTL	"/proc/sys/kernel/unprivileged_bpf_disabled"
 #define KX_NOBODY	65534
 
-static int kx_read_sysctl(const char *path)
-{
-	char buf[32];
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -EIO;
-	buf[n] = '\0';
-	return atoi(buf);
-}
-
 static int kx_write_sysctl(const char *path, int v)
 {
 	char buf[16];
-	int fd, n, err = 0;
 
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = snprintf(buf, sizeof(buf), "%d\n", v);
-	if (write(fd, buf, n) != n)
-		err = -errno;
-	close(fd);
-	return err;
+	snprintf(buf, sizeof(buf), "%d\n", v);
+	return kcm_write_file(path, buf);
 }
 
 /*
@@ -1897,7 +1873,7 @@ TEST(framing_unprivileged)
 
 	KX_REQUIRE_KCMUX("built-in framing needs no BPF");
 	ASSERT_EQ(0, kcm_netns_enter());
-	old = kx_read_sysctl(KX_BPF_SYSCTL);
+	old = (int)kcm_read_number(KX_BPF_SYSCTL);
 	if (old == 0) {
 		/* 2 can be set back to 0 (1 cannot, until reboot). */
 		restore = !kx_write_sysctl(KX_BPF_SYSCTL, 2);
@@ -3394,19 +3370,6 @@ TEST(nl_netns)
 #define KX_TRACEFS	"/sys/kernel/tracing"
 #define KX_TRACE_INST	KX_TRACEFS "/instances/kcm_ext"
 
-static int kx_write_file(const char *path, const char *s)
-{
-	ssize_t n, len = strlen(s);
-	int fd;
-
-	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = write(fd, s, len);
-	close(fd);
-	return n == len ? 0 : -EIO;
-}
-
 /* tracefs at KX_TRACEFS, mounted if needed: 0, or -errno if there is none. */
 static int kx_tracefs(void)
 {
@@ -3475,7 +3438,7 @@ static int kx_trace_enable(const char *event, const char *on)
 
 	snprintf(path, sizeof(path), KX_TRACE_INST "/events/kcmux/%s/enable",
 		 event);
-	return kx_write_file(path, on);
+	return kcm_write_file(path, on);
 }
 
 /* The mux id of the (only) mux in this namespace, by generic netlink. */

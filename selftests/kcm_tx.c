@@ -672,30 +672,6 @@ TEST_F(tx, message_sizes)
 
 #define TX_CG_ROOT	"/sys/fs/cgroup"
 
-static int tx_cg_write(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY), ok;
-
-	if (fd < 0)
-		return -errno;
-	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
-	close(fd);
-	return ok ? 0 : -errno;
-}
-
-static long long tx_cg_read(const char *path)
-{
-	char buf[32] = "";
-	int fd = open(path, O_RDONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	return n > 0 ? atoll(buf) : -1;
-}
-
 /*
  * Puts the calling process into a new memory cgroup; 0, or a reason to
  * skip in why.  The test process is a child of the harness: it exits at
@@ -709,7 +685,7 @@ static int tx_cg_enter(char *dir, size_t size, const char **why)
 		*why = "cannot mount cgroup2";
 		return -1;
 	}
-	if (tx_cg_write(TX_CG_ROOT "/cgroup.subtree_control", "+memory")) {
+	if (kcm_write_file(TX_CG_ROOT "/cgroup.subtree_control", "+memory")) {
 		*why = "no memory controller in cgroup2";
 		return -1;
 	}
@@ -720,7 +696,7 @@ static int tx_cg_enter(char *dir, size_t size, const char **why)
 	}
 	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
 	snprintf(pid, sizeof(pid), "%d", getpid());
-	if (tx_cg_write(path, pid)) {
+	if (kcm_write_file(path, pid)) {
 		rmdir(dir);
 		*why = "cannot join the new cgroup";
 		return -1;
@@ -733,7 +709,7 @@ static void tx_cg_leave(const char *dir)
 	char pid[16];
 
 	snprintf(pid, sizeof(pid), "%d", getpid());
-	tx_cg_write(TX_CG_ROOT "/cgroup.procs", pid);
+	kcm_write_file(TX_CG_ROOT "/cgroup.procs", pid);
 	rmdir(dir);
 }
 
@@ -758,14 +734,14 @@ TEST_F(tx, building_message_charged_to_memcg)
 	memset(m, 0x5a, sizeof(m));
 	k = kcm_socket(variant->type);
 	ASSERT_LE(0, k);
-	before = tx_cg_read(path);
+	before = kcm_read_number(path);
 	for (i = 0; i < 16; i++)
 		ASSERT_EQ((ssize_t)sizeof(m),
 			  send(k, m, sizeof(m), variant->more));
-	during = tx_cg_read(path);
+	during = kcm_read_number(path);
 	close(k);
 	for (i = 0; i < 100; i++) {
-		after = tx_cg_read(path);
+		after = kcm_read_number(path);
 		if (after - before < (4 << 20))
 			break;
 		kcm_msleep(10);

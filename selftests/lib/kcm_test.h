@@ -144,6 +144,41 @@ static inline void kcm_close_fd(int *fd)
 	*fd = -1;
 }
 
+/* --- /proc, /sys and cgroup files -------------------------------------- */
+
+/* Writes s to a kernel control file: 0 or -errno. */
+static inline int kcm_write_file(const char *path, const char *s)
+{
+	ssize_t n, len = strlen(s);
+	int fd, err;
+
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, len);
+	err = n < 0 ? -errno : n == len ? 0 : -EIO;
+	close(fd);
+	return err;
+}
+
+/* The number a kernel control file starts with, or -errno. */
+static inline long long kcm_read_number(const char *path)
+{
+	char buf[32];
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	return atoll(buf);
+}
+
 /* --- socket options --------------------------------------------------- */
 
 static inline int kcm_setint(int fd, int level, int name, int val)
