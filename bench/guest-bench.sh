@@ -93,8 +93,13 @@ use() {
 
 # measure ROUND WORKLOAD VARIANT KCM_BENCH_ARGS...
 measure() {
-	local round=$1 wl=$2 var=$3 out rc
+	local round=$1 wl=$2 var=$3 out rc limit=120
 	shift 3
+
+	# Filling and draining full queues of 1000 connections takes minutes.
+	case " $* " in
+	*" --prefill "*) limit=1500 ;;
+	esac
 
 	case $var in
 	kcmux|framing|lenprefix) use kcmux ;;
@@ -104,7 +109,7 @@ measure() {
 		echo "R $round $wl $var {\"ok\":false,\"error\":\"cannot load the module\"}"
 		return
 	}
-	timeout -s KILL 120 "$bench" "$@" --label "$var" >/tmp/result 2>&1 </dev/null
+	timeout -s KILL $limit "$bench" "$@" --label "$var" >/tmp/result 2>&1 </dev/null
 	rc=$?
 	out=$(tail -n 1 /tmp/result)
 	case $out in
@@ -162,13 +167,14 @@ rotate() {
 diagnose_workloads() {
 	local bigq="--kcm-rcvbuf 536870912"
 	local ps="--size 64 --bufsize 131072 --chunk 4096"
+	local full="--prefill --drain 900"
 
 	echo "rx-1x1-64|kcmux intree|run --dir rx --size 64"
 	echo "rx-1x1-64-bigq|kcmux intree|run --dir rx --size 64 $bigq"
 	echo "rx-1x1-4096|kcmux intree|run --dir rx --size 4096"
 	echo "rx-1x1-4096-bigq|kcmux intree|run --dir rx --size 4096 $bigq"
-	echo "rx-psocks-1|kcmux intree|run --dir rx --psocks 1 $ps"
-	echo "rx-psocks-1000|kcmux intree|run --dir rx --psocks 1000 $ps"
+	echo "rx-psocks-1|kcmux intree|run --dir rx --psocks 1 $ps $full"
+	echo "rx-psocks-1000|kcmux intree|run --dir rx --psocks 1000 $ps $full"
 	echo "rx-psocks-1000-bigq|kcmux intree|run --dir rx --psocks 1000 $ps $bigq"
 	echo "tx-1x1-65536|kcmux intree|run --dir tx --size 65536"
 }
@@ -192,8 +198,10 @@ workloads() {
 		[ $quick = 1 ] ||
 			echo "tx-4x2-$s|kcmux intree user|run --dir tx --size $s --psocks 4 --socks 2"
 	done
-	# The same buffers and chunks for every count of the series.
-	scale="--bufsize 131072 --chunk 4096"
+	# The same buffers and chunks for every count of the series, measured
+	# with every queue full (--prefill): at 1000 psocks the queues hold
+	# some 7 million messages, which take minutes to fill and to drain.
+	scale="--bufsize 131072 --chunk 4096 --prefill --drain 900"
 	if [ $quick = 1 ]; then
 		echo "rx-psocks-100|kcmux intree user|run --dir rx --size 64 --psocks 100 $scale"
 		echo "rx-mmsg-64|kcmux intree|run --dir rx --size 64 --recvmmsg"

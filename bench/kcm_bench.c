@@ -7,7 +7,7 @@
  *   kcm_bench run --impl kcm|framing|user|raw --dir rx|tx --size BYTES
  *                 [--psocks N] [--socks M] [--recvmmsg] [--parser len|fixed|pinned:PATH]
  *                 [--bufsize BYTES] [--chunk BYTES] [--warmup SECS]
- *                 [--secs SECS] [--drain SECS] [--kcm-rcvbuf BYTES]
+ *                 [--secs SECS] [--drain SECS] [--kcm-rcvbuf BYTES] [--prefill]
  *                 [--label NAME] [--expect kcmux|kcm|none]
  *   kcm_bench mem --impl kcm|framing|user [--parser len|fixed|pinned:PATH] [--msgs N]
  *                 [--label NAME] [--expect kcmux|kcm|none]
@@ -87,6 +87,7 @@ static struct {
 	const char *expect;
 	int bufsize;
 	int drain_ms;		/* bound of "everything sent arrives" */
+	bool prefill;		/* rx: fill every connection before reading */
 	int chunk;		/* bytes per write of the rx peer (whole messages) */
 	int kcm_rcvbuf;		/* SO_RCVBUF of the KCM sockets, if not bufsize */
 	uint64_t msgs;		/* mem: messages queued in phase 1 */
@@ -660,6 +661,7 @@ static void json_kstats(const struct kstats *a, const struct kstats *b)
 
 static atomic_bool stop_send;	/* senders: finish what you started, then exit */
 static atomic_bool stop_recv;	/* receivers: exit */
+static atomic_bool peer_filled;	/* rx peer: prefill done, receivers may start */
 
 static struct lane *lanes;
 static int nlanes;
@@ -762,6 +764,31 @@ static bool peer_gave_up(double *stop_at)
 	return true;
 }
 
+/*
+ * --prefill: before the receivers start, write to every connection until
+ * TCP takes no more.  The measurement then sees the steady state, every
+ * queue full and the peer writing only as fast as the receivers free
+ * room.  Without it, over many connections the measured second falls in
+ * the time the peer takes to fill them all (1000 x 128 KiB socket
+ * buffers: minutes here), and under instruction counting, where both
+ * vCPUs share one clock, the receivers get only what the filling leaves.
+ */
+static void peer_prefill(struct peer_conn *pcs)
+{
+	bool more = true;
+	int i;
+
+	while (more && !atomic_load(&failed)) {
+		more = false;
+		for (i = 0; i < cfg.psocks; i++) {
+			while (peer_write(&pcs[i], MSG_DONTWAIT)) {
+				peer_fill(&pcs[i]);
+				more = true;
+			}
+		}
+	}
+}
+
 static void *rx_peer_thread(void *arg)
 {
 	struct peer_conn *pcs = xcalloc(cfg.psocks, sizeof(*pcs));
@@ -775,6 +802,9 @@ static void *rx_peer_thread(void *arg)
 		if (kcm_set_timeo(pcs[i].fd, SO_SNDTIMEO, POLL_MS))
 			fail("SO_SNDTIMEO: %s", strerror(errno));
 	}
+	if (cfg.prefill)
+		peer_prefill(pcs);
+	atomic_store(&peer_filled, true);
 	if (cfg.psocks == 1) {
 		struct peer_conn *pc = &pcs[0];
 
@@ -1193,11 +1223,18 @@ static int cmd_run(void)
 		napp = cfg.socks;
 		if (!kcm)
 			reader_init(&rd, true, napp);
+		if (cfg.prefill) {
+			pthread_create(&peer, NULL, rx_peer_thread, NULL);
+			while (!atomic_load(&peer_filled) &&
+			       !atomic_load(&failed))
+				sleep_s(0.01);
+		}
 		for (i = 0; i < napp; i++)
 			pthread_create(&app[i], NULL,
 				       kcm ? rx_kcm_thread : reader_thread,
 				       kcm ? (void *)(long)i : (void *)&rd);
-		pthread_create(&peer, NULL, rx_peer_thread, NULL);
+		if (!cfg.prefill)
+			pthread_create(&peer, NULL, rx_peer_thread, NULL);
 	} else {
 		napp = cfg.socks;
 		reader_init(&rd, false, 1);
@@ -1246,6 +1283,7 @@ static int cmd_run(void)
 		json_head("run");
 		printf(",\"dir\":\"%s\",\"size\":%u,\"psocks\":%d,\"socks\":%d,"
 		       "\"recv\":\"%s\",\"parser\":\"%s\",\"bufsize\":%d,\"chunk\":%d,"
+		       "\"prefill\":%s,"
 		       "\"warmup\":%.2f,\"secs\":%.3f,"
 		       "\"msgs_per_s\":%.1f,\"bytes_per_s\":%.1f,"
 		       "\"msgs_total\":%llu,\"bytes_total\":%llu",
@@ -1253,7 +1291,8 @@ static int cmd_run(void)
 		       cfg.mmsg ? "recvmmsg" : "recv",
 		       cfg.impl == IMPL_KCM ? parser_name() :
 		       cfg.impl == IMPL_FRAMING ? "framing" : "user",
-		       cfg.bufsize, cfg.tx ? 0 : cfg.chunk, cfg.warmup, dt,
+		       cfg.bufsize, cfg.tx ? 0 : cfg.chunk,
+		       cfg.prefill ? "true" : "false", cfg.warmup, dt,
 		       (s1.msgs - s0.msgs) / dt, (s1.bytes - s0.bytes) / dt,
 		       (unsigned long long)tm, (unsigned long long)tb);
 		if (ticks > 0)
@@ -1589,7 +1628,7 @@ static void usage(void)
 		"       kcm_bench run --impl kcm|framing|user|raw --dir rx|tx --size BYTES\n"
 		"                 [--psocks N] [--socks M] [--recvmmsg] [--parser len|fixed|pinned:PATH]\n"
 		"                 [--bufsize BYTES] [--chunk BYTES] [--warmup SECS] [--secs SECS]\n"
-		"                 [--drain SECS] [--kcm-rcvbuf BYTES]\n"
+		"                 [--drain SECS] [--kcm-rcvbuf BYTES] [--prefill]\n"
 		"                 [--label NAME] [--expect kcmux|kcm|none]\n"
 		"       kcm_bench mem --impl kcm|framing|user [--parser len|fixed|pinned:PATH] [--msgs N]\n"
 		"                 [--label NAME] [--expect kcmux|kcm|none]\n"
@@ -1611,6 +1650,10 @@ int main(int argc, char **argv)
 
 		if (!strcmp(o, "--recvmmsg")) {
 			cfg.mmsg = true;
+			continue;
+		}
+		if (!strcmp(o, "--prefill")) {
+			cfg.prefill = true;
 			continue;
 		}
 		if (!v)

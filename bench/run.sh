@@ -167,7 +167,7 @@ echo "$PROG: $rel, results in $base.*" >&2
 t0=$(date +%s)
 rc=0
 KCMUX_ICOUNT=$icount "$vmrun" --kernel "$rel" --cpus 2 --mem 2048 \
-	--timeout 3000 --add "$stage:/bench" --log "$base.log" \
+	--timeout 5400 --add "$stage:/bench" --log "$base.log" \
 	-- sh /bench/guest-bench.sh "${gargs[@]}" /bench | tee "$base.raw" || rc=$?
 echo "$PROG: VM finished in $(( $(date +%s) - t0 )) s, status $rc" >&2
 ((rc == 0)) || die "the VM run failed (status $rc); see $base.log"
