@@ -623,9 +623,10 @@ TEST_F(tx, larger_than_sndbuf_sent)
 
 /*
  * Messages of sizes on both sides of each point where the send path
- * changes how it holds them (linear up to 1 KiB, then page fragments of
- * up to 32 KiB, a new skb every MAX_SKB_FRAGS fragments: 544 KiB), sent
- * whole and in random parts; the peer checks every byte.
+ * changes how it holds them (page fragments of the task's page_frag, up
+ * to 32 KiB each, a new skb every MAX_SKB_FRAGS fragments: 544 KiB; and
+ * 1 KiB, up to which messages were once kept linear), sent whole and in
+ * random parts; the peer checks every byte.
  */
 TEST_F(tx, message_sizes)
 {
