@@ -11,8 +11,9 @@
  * Once the length is known the message is built the cheap way for its
  * size: up to KCMUX_PACK_MSG_MAX bytes it is copied (usually straight into
  * a KCM socket's pack); up to KCMUX_COPYBREAK it shares the pages of its
- * TCP skb when it lies in at most two of them and they pin at most
- * KCMUX_SHARE_MAX_PIN times its length (kcmux_share_frags()), else it is
+ * TCP skbs when it lies in at most two fragments of them (one skb or
+ * two) and they pin at most KCMUX_SHARE_MAX_PIN times its length
+ * (kcmux_share_frags()), else it is
  * copied into page fragments; larger messages are clones of the TCP skbs,
  * chained on frag_list, with the start of the message recorded in
  * kcmux_msg_cb::offset.
@@ -256,36 +257,39 @@ static void kcmux_frags_store(struct sk_buff *msg, u32 at,
 }
 
 /*
- * A message of len bytes at (skb, pos) that lies in at most
- * KCMUX_SHARE_FRAGS page fragments of skb, in pages that add up to at
- * most KCMUX_SHARE_MAX_PIN times len: a new skb referencing the same
- * pages, nothing copied.  As with any receive skb built on page frags, the
- * bytes are charged and the pages they lie in are pinned until the
- * message is read; the bounds keep what it pins within 16 times what it
- * is charged, however a peer cuts its stream.
- * NULL if the bytes are not in such fragments, or might change under us
- * (zerocopy, splice of page cache) or belong to a page pool: copy then.
+ * Adds the n bytes at (skb, pos) of a message of msg_len bytes to msg as
+ * references to the pages they lie in, nothing copied.  A message may
+ * use at most KCMUX_SHARE_FRAGS fragments (bytes that continue its last
+ * one in the same page extend it), in pages that add up to at most
+ * KCMUX_SHARE_MAX_PIN times msg_len.  As with any receive skb built on
+ * page frags, the bytes are charged and the pages they lie in are pinned
+ * until the message is read; the bounds keep what it pins within 16
+ * times what it is charged, however a peer cuts its stream.
+ * Returns false, msg unchanged, if the bytes are not in such fragments,
+ * or might change under us (zerocopy, splice of page cache) or belong to
+ * a page pool: copy them then.
  */
-static struct sk_buff *kcmux_share_frags(struct sk_buff *skb,
-					 unsigned int pos, u32 len)
+static bool kcmux_share_frags(struct sk_buff *msg, struct sk_buff *skb,
+			      unsigned int pos, u32 n, u32 msg_len)
 {
-	const struct skb_shared_info *shinfo = skb_shinfo(skb);
+	const struct skb_shared_info *from = skb_shinfo(skb);
+	struct skb_shared_info *to = skb_shinfo(msg);
 	unsigned int start = skb_headlen(skb);
-	struct sk_buff *msg;
+	int nr = to->nr_frags, i;
+	u32 last = nr ? skb_frag_size(&to->frags[nr - 1]) : 0;
+	unsigned int len = msg->len, truesize = msg->truesize;
 	size_t pinned = 0;
-	struct page *page;
-	u32 left = len;
-	int i, n = 0;
+	u32 left = n;
 
 	if (pos < start || skb->pp_recycle || skb_zcopy(skb) ||
 	    skb_has_shared_frag(skb))
-		return NULL;
-	msg = kcmux_alloc_empty();
-	if (!msg)
-		return NULL;
-	for (i = 0; left && i < shinfo->nr_frags; i++) {
-		const skb_frag_t *frag = &shinfo->frags[i];
+		return false;
+	for (i = 0; i < nr; i++)
+		pinned += page_size(compound_head(skb_frag_page(&to->frags[i])));
+	for (i = 0; left && i < from->nr_frags; i++) {
+		const skb_frag_t *frag = &from->frags[i];
 		u32 size = skb_frag_size(frag), off, chunk;
+		struct page *page;
 
 		if (pos >= start + size) {
 			start += size;
@@ -293,26 +297,39 @@ static struct sk_buff *kcmux_share_frags(struct sk_buff *skb,
 		}
 		page = skb_frag_page(frag);
 		/* Not a page: device memory, which only its owner may read. */
-		if (n == KCMUX_SHARE_FRAGS || !page)
+		if (!page)
 			break;
-		off = pos - start;
-		chunk = min(left, size - off);
-		pinned += page_size(compound_head(page));
-		if (pinned > (size_t)len * KCMUX_SHARE_MAX_PIN)
-			break;
-		get_page(page);
-		skb_add_rx_frag(msg, n++, page, skb_frag_off(frag) + off,
-				chunk, chunk);
+		off = skb_frag_off(frag) + pos - start;
+		chunk = min(left, start + size - pos);
+		if (skb_can_coalesce(msg, to->nr_frags, page, off)) {
+			skb_coalesce_rx_frag(msg, to->nr_frags - 1, chunk, chunk);
+		} else {
+			if (to->nr_frags == KCMUX_SHARE_FRAGS)
+				break;
+			pinned += page_size(compound_head(page));
+			if (pinned > (size_t)msg_len * KCMUX_SHARE_MAX_PIN)
+				break;
+			get_page(page);
+			skb_add_rx_frag(msg, to->nr_frags, page, off, chunk,
+					chunk);
+		}
 		pos += chunk;
 		left -= chunk;
 		start += size;
 	}
-	if (left) {
-		/* Runs past our fragments: kfree_skb() drops the references. */
-		kfree_skb(msg);
-		return NULL;
-	}
-	return msg;
+	if (!left)
+		return true;
+
+	/* Runs past what we may share: undo. */
+	for (i = nr; i < to->nr_frags; i++)
+		put_page(skb_frag_page(&to->frags[i]));
+	to->nr_frags = nr;
+	if (nr)
+		skb_frag_size_set(&to->frags[nr - 1], last);
+	msg->data_len -= msg->len - len;
+	msg->len = len;
+	msg->truesize = truesize;
+	return false;
 }
 
 /*
@@ -379,7 +396,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	u32 prev = f->have;
 	struct sk_buff *head;
 	size_t take, seen, want, peek;
-	bool in_frags = false;
+	bool in_frags = false, shared = false;
 	int len;
 
 	*used = 0;
@@ -497,14 +514,20 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	}
 
 	head = NULL;
-	if (!prev && len > KCMUX_PACK_MSG_MAX && len <= KCMUX_COPYBREAK &&
-	    len <= left)
-		head = kcmux_share_frags(skb, pos, len);
+	if (!prev && len > KCMUX_PACK_MSG_MAX && len <= KCMUX_COPYBREAK) {
+		head = kcmux_alloc_empty();
+		if (head && !kcmux_share_frags(head, skb, pos,
+					       min_t(size_t, len, left), len)) {
+			kfree_skb(head);
+			head = NULL;
+		}
+	}
 	if (head) {
-		/* All of it, without a copy. */
+		/* What this skb has of it, without a copy. */
+		shared = true;
 		kcmux_msg_cb(head)->offset = 0;
-		*used = len;
-		f->have = len;
+		*used = min_t(size_t, len, left);
+		f->have = *used;
 	} else if (len <= KCMUX_COPYBREAK || len <= prev + take) {
 		u32 in_view = min_t(u32, len, prev + take);
 
@@ -541,6 +564,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	/* A clone head carries TCP's cb: clear what rx reads. */
 	kcmux_msg_cb(head)->packed = false;
 	kcmux_msg_cb(head)->in_frags = in_frags;
+	kcmux_msg_cb(head)->shared = shared;
 	if (f->have < len)
 		kcmux_frame_begin(psock);
 	return 0;
@@ -557,6 +581,12 @@ static int kcmux_frame_append(struct kcmux_psock *psock, struct sk_buff *skb,
 	if (kcmux_msg_cb(head)->in_frags) {
 		kcmux_frags_store(head, f->have, skb, pos, n);
 		return 0;
+	}
+	if (kcmux_msg_cb(head)->shared) {
+		if (kcmux_share_frags(head, skb, pos, n, f->msg_len))
+			return 0;
+		/* Later bytes go on frag_list, after these: share no more. */
+		kcmux_msg_cb(head)->shared = false;
 	}
 	if (!skb_cloned(head) && !skb_has_frag_list(head) &&
 	    skb_tailroom(head) >= n) {

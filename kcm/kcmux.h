@@ -232,6 +232,7 @@ struct kcmux_msg_cb {
 	u32 psock_id;		/* rx: where it came from; tx: target, or 0 */
 	bool packed;		/* rx: a pack of small messages */
 	bool in_frags;		/* rx, while framed: room for len in frags */
+	bool shared;		/* rx, while framed: TCP's pages, may add more */
 	struct sk_buff *tail;	/* tx: last skb of the chain */
 };
 

@@ -695,6 +695,54 @@ static void *kcm_rx_writer_fn(void *arg)
 	return NULL;
 }
 
+/* One write from a thread of its own (see message_in_three_pages). */
+static void *kcm_rx_part_fn(void *arg)
+{
+	struct kcm_rx_writer *w = arg;
+
+	w->err = kcm_send_all(w->fd, w->buf, w->len);
+	return NULL;
+}
+
+/*
+ * One message in three writes, each from a new thread: a task writes from
+ * page fragments of its own, so each part lies in a page of its own.  The
+ * TCP socket's receive buffer is too small for kcmux to leave the message
+ * in TCP until it is whole, so it takes the parts as they come: the first
+ * two by sharing TCP's pages, the third past what one message may share
+ * (two fragments), so chained instead.  Every byte checked, and then the
+ * message after it.
+ */
+TEST_F(rx, message_in_three_pages)
+{
+	const uint32_t plen = 7000, cuts[] = { 0, 2500, 5000, 7004 };
+	uint8_t msg[KCM_RX_HDR + 7000], buf[KCM_RX_HDR + 7000 + 16];
+	struct kcm_rx_writer wr;
+	struct kcm_rx_pair p;
+	pthread_t thr;
+	ssize_t n;
+	int i;
+
+	ASSERT_EQ(kcm_rx_pair_open(variant->family, 8192, &p), 0);
+	ASSERT_EQ(kcm_attach(self->kcm, p.r, self->prog), 0);
+	ASSERT_EQ(kcm_rx_frame(msg, plen, 7), sizeof(msg));
+	for (i = 0; i < 3; i++) {
+		wr = (struct kcm_rx_writer){ .fd = p.w, .buf = msg + cuts[i],
+					     .len = cuts[i + 1] - cuts[i] };
+		ASSERT_EQ(pthread_create(&thr, NULL, kcm_rx_part_fn, &wr), 0);
+		pthread_join(thr, NULL);
+		ASSERT_EQ(wr.err, 0);
+	}
+	n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
+	ASSERT_EQ(kcm_rx_check(buf, n, plen, 7), 0)
+		TH_LOG("%zd bytes, want %zu", n, sizeof(msg));
+
+	ASSERT_EQ(kcm_send_all(p.w, msg, kcm_rx_frame(msg, 100, 8)), 0);
+	n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
+	ASSERT_EQ(kcm_rx_check(buf, n, 100, 8), 0);
+	kcm_rx_pair_close(&p);
+}
+
 /*
  * A message of exactly the TCP socket's sk_rcvbuf bytes (what SO_RCVBUF
  * reads back) is the largest one allowed.
