@@ -86,7 +86,7 @@ static int kcmux_view_grow(struct kcmux_psock *psock, unsigned int size)
 	if (f->view) {
 		skb_copy_bits(f->view, 0, skb_put(view, f->view->len),
 			      f->view->len);
-		kfree_skb(f->view);
+		consume_skb(f->view);
 	}
 	f->view = view;
 	return 0;
@@ -518,7 +518,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 		head = kcmux_alloc_empty();
 		if (head && !kcmux_share_frags(head, skb, pos,
 					       min_t(size_t, len, left), len)) {
-			kfree_skb(head);
+			consume_skb(head);
 			head = NULL;
 		}
 	}
@@ -732,7 +732,7 @@ void kcmux_frame_stop(struct kcmux_psock *psock)
 	f->stopped = true;
 	cancel_delayed_work(&psock->rx_timer);
 	kfree_skb(f->head);
-	kfree_skb(f->view);
+	consume_skb(f->view);
 	f->view = NULL;
 	kcmux_frame_reset(f);
 }

@@ -585,7 +585,8 @@ static void kcmux_rx_consume(struct kcmux_sock *kcm, struct sk_buff *skb,
 	} else {
 		skb_unlink(skb, &kcm->sk.sk_receive_queue);
 	}
-	kfree_skb(skb);
+	/* Read, not dropped: drop monitors must not count it. */
+	consume_skb(skb);
 	kcmux_rx_refill(kcm);
 }
 

@@ -440,7 +440,8 @@ static void kcmux_tx_push(struct kcmux_sock *kcm)
 		psock->stats.tx_bytes += kcmux_msg_cb(skb)->len;
 		trace_kcmux_msg_tx(psock, kcmux_msg_cb(skb)->len);
 		__skb_unlink(skb, &sk->sk_write_queue);
-		kfree_skb(skb);
+		/* Sent (TCP holds its pages): not a drop. */
+		consume_skb(skb);
 		if (READ_ONCE(psock->unattaching) || READ_ONCE(psock->tx_stopped))
 			kcmux_tx_unreserve(kcm);
 	}

@@ -3367,18 +3367,7 @@ TEST(nl_netns)
 /* Tracepoints                                                          */
 /* ------------------------------------------------------------------ */
 
-#define KX_TRACEFS	"/sys/kernel/tracing"
-#define KX_TRACE_INST	KX_TRACEFS "/instances/kcm_ext"
-
-/* tracefs at KX_TRACEFS, mounted if needed: 0, or -errno if there is none. */
-static int kx_tracefs(void)
-{
-	if (!access(KX_TRACEFS "/events", F_OK))
-		return 0;
-	if (mount("tracefs", KX_TRACEFS, "tracefs", 0, NULL))
-		return -errno;
-	return access(KX_TRACEFS "/events", F_OK) ? -errno : 0;
-}
+#define KX_TRACE_INST	KCM_TRACEFS "/instances/kcm_ext"
 
 /* The value of "name=" in a trace line, or -1. */
 static int64_t kx_trace_field(const char *line, const char *name)
@@ -3475,10 +3464,10 @@ TEST(trace_events)
 	int err, k;
 
 	KX_REQUIRE_KCMUX("tracepoints");
-	err = kx_tracefs();
+	err = kcm_tracefs();
 	if (err)
 		SKIP(return, "no tracefs in this kernel: %s", strerror(-err));
-	ASSERT_EQ(0, access(KX_TRACEFS "/events/kcmux", F_OK)) {
+	ASSERT_EQ(0, access(KCM_TRACEFS "/events/kcmux", F_OK)) {
 		TH_LOG("kcmux is loaded but there is no events/kcmux");
 	}
 	rmdir(KX_TRACE_INST);

@@ -63,6 +63,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <linux/bpf.h>
@@ -899,6 +900,69 @@ TEST_F(rx, stream_random_cuts)
 		       KCM_RX_HDR + plen[i]);
 	free(plen);
 	free(stream);
+}
+
+#define KCM_RX_DROP_INST	KCM_TRACEFS "/instances/kcm_rx"
+
+/* Records of skb:kfree_skb in our trace instance, or -errno. */
+static int kcm_rx_drop_records(void)
+{
+	char line[512];
+	int n = 0;
+	FILE *f;
+
+	f = fopen(KCM_RX_DROP_INST "/trace", "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, " kfree_skb:"))
+			n++;
+	fclose(f);
+	return n;
+}
+
+/*
+ * A message read from a KCM socket, or sent on one, is consumed, not
+ * dropped: drop monitors (the skb:kfree_skb tracepoint, as perf trace and
+ * dropwatch use it) must not count it.  100 messages each way, of sizes
+ * that are packed, copied and share TCP's pages; TCP drops nothing on the
+ * open connection meanwhile, so a module that reported its messages as
+ * drops would show 200 records or more (kcmux did until it used
+ * consume_skb(); the in-tree module does for the messages it sends).  A trace instance of our own
+ * keeps the test away from whatever else uses tracing.
+ */
+TEST_F(rx, messages_not_reported_as_drops)
+{
+	static const uint32_t plens[] = { 60, 1000, 3000, 6000 };
+	uint8_t msg[KCM_RX_HDR + 6000], buf[KCM_RX_HDR + 6000 + 16];
+	int err, records, i;
+	ssize_t n, len;
+
+	if (kcmux_is_reference())
+		SKIP(return, "in-tree kcm frees every message it sent with kfree_skb(): drop monitors count each one");
+	err = kcm_tracefs();
+	if (err)
+		SKIP(return, "no tracefs in this kernel: %s", strerror(-err));
+	rmdir(KCM_RX_DROP_INST);
+	ASSERT_EQ(mkdir(KCM_RX_DROP_INST, 0755), 0);
+	ASSERT_EQ(kcm_write_file(KCM_RX_DROP_INST "/events/skb/kfree_skb/enable",
+				 "1"), 0);
+	for (i = 0; i < 100; i++) {
+		uint32_t plen = plens[i % ARRAY_SIZE(plens)];
+
+		len = kcm_rx_frame(msg, plen, i);
+		ASSERT_EQ(kcm_send_all(self->t.w, msg, len), 0);
+		n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
+		ASSERT_EQ(kcm_rx_check(buf, n, plen, i), 0);
+		ASSERT_EQ(send(self->kcm, msg, len, MSG_EOR), len);
+		ASSERT_EQ(kcm_read_exact(self->t.w, buf, len, KCM_WAIT_MS), len);
+	}
+	records = kcm_rx_drop_records();
+	kcm_write_file(KCM_RX_DROP_INST "/events/skb/kfree_skb/enable", "0");
+	EXPECT_EQ(rmdir(KCM_RX_DROP_INST), 0);
+	ASSERT_GE(records, 0);
+	EXPECT_LT(records, 20)
+		TH_LOG("%d skb:kfree_skb records for 200 messages", records);
 }
 
 TEST_F(rx, dontwait_eagain)

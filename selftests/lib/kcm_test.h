@@ -38,6 +38,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -177,6 +178,18 @@ static inline long long kcm_read_number(const char *path)
 		return -EIO;
 	buf[n] = '\0';
 	return atoll(buf);
+}
+
+#define KCM_TRACEFS	"/sys/kernel/tracing"
+
+/* tracefs at KCM_TRACEFS, mounted if needed: 0, or -errno if there is none. */
+static inline int kcm_tracefs(void)
+{
+	if (!access(KCM_TRACEFS "/events", F_OK))
+		return 0;
+	if (mount("tracefs", KCM_TRACEFS, "tracefs", 0, NULL))
+		return -errno;
+	return access(KCM_TRACEFS "/events", F_OK) ? -errno : 0;
 }
 
 /* --- socket options --------------------------------------------------- */
