@@ -556,6 +556,46 @@ static void kstats_read(struct kstats *ks)
 	fclose(f);
 }
 
+/*
+ * Segments TCP received, sent and retransmitted in the run's network
+ * namespace (/proc/net/snmp): how many segments, ACKs included, each
+ * message cost.
+ */
+struct tcpstat {
+	long long in_segs, out_segs, retrans;
+};
+
+static void tcpstat_read(struct tcpstat *t)
+{
+	char hdr[1024], val[1024];
+	char *hw[KCM_PROC_MAXWORDS], *vw[KCM_PROC_MAXWORDS];
+	int nh, nv, i;
+	FILE *f;
+
+	memset(t, 0, sizeof(*t));
+	f = fopen("/proc/net/snmp", "re");
+	if (!f)
+		return;
+	while (fgets(hdr, sizeof(hdr), f)) {
+		if (strncmp(hdr, "Tcp:", 4) || !fgets(val, sizeof(val), f))
+			continue;
+		nh = kcm_words(hdr, hw, KCM_PROC_MAXWORDS);
+		nv = kcm_words(val, vw, KCM_PROC_MAXWORDS);
+		for (i = 1; i < nh && i < nv; i++) {
+			long long v = strtoll(vw[i], NULL, 10);
+
+			if (!strcmp(hw[i], "InSegs"))
+				t->in_segs = v;
+			else if (!strcmp(hw[i], "OutSegs"))
+				t->out_segs = v;
+			else if (!strcmp(hw[i], "RetransSegs"))
+				t->retrans = v;
+		}
+		break;
+	}
+	fclose(f);
+}
+
 struct cpustat {
 	long long user, system, idle, softirq, total;
 };
@@ -605,6 +645,7 @@ struct snap {
 	double app_cpu, peer_cpu;
 	uint64_t msgs, bytes;
 	struct cpustat cpu;
+	struct tcpstat tcp;
 	struct kstats ks;
 	long long kcm_q, kcm_rmem;	/* of the first KCM socket */
 };
@@ -1095,6 +1136,7 @@ static void snap_take(struct snap *s)
 	s->peer_cpu = have_peer_clock ? thread_cpu_s(peer_clock) : 0;
 	lanes_total(lanes, nlanes, &s->msgs, &s->bytes);
 	cpustat_read(&s->cpu);
+	tcpstat_read(&s->tcp);
 	kstats_read(&s->ks);
 	/* Is the receive queue full (the psocks then park and resume)? */
 	s->kcm_q = s->kcm_rmem = -1;
@@ -1305,6 +1347,10 @@ static int cmd_run(void)
 		printf(",\"threads_cpu\":{\"app\":%.3f,\"peer\":%.3f}",
 		       (s1.app_cpu - s0.app_cpu) / dt,
 		       (s1.peer_cpu - s0.peer_cpu) / dt);
+		printf(",\"tcp\":{\"in_segs\":%lld,\"out_segs\":%lld,\"retrans\":%lld}",
+		       s1.tcp.in_segs - s0.tcp.in_segs,
+		       s1.tcp.out_segs - s0.tcp.out_segs,
+		       s1.tcp.retrans - s0.tcp.retrans);
 		json_kstats(&s0.ks, &s1.ks);
 		if (s1.kcm_q >= 0)
 			printf(",\"kcm_queue_end\":{\"msgs\":%lld,\"rmem\":%lld,\"rcvbuf\":%d}",

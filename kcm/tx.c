@@ -113,8 +113,13 @@ static int kcmux_tx_copy_frags(struct sock *sk, struct sk_buff *skb,
 		}
 		copy = min_t(size_t, size - copied,
 			     pfrag->size - pfrag->offset);
-		if (copy_page_from_iter(pfrag->page, pfrag->offset, copy,
-					from) != copy)
+		/*
+		 * In one go, as TCP copies into these pages: they are never
+		 * highmem (sk_allocation), and copy_page_from_iter() would
+		 * cut a compound page into a call per 4 KiB.
+		 */
+		if (copy_from_iter(page_address(pfrag->page) + pfrag->offset,
+				   copy, from) != copy)
 			return -EFAULT;
 		skb_frag_size_add(&shinfo->frags[i - 1], copy);
 		pfrag->offset += copy;
