@@ -11,12 +11,11 @@
  * Once the length is known the message is built the cheap way for its
  * size: up to KCMUX_PACK_MSG_MAX bytes it is copied (usually straight into
  * a KCM socket's pack); up to KCMUX_COPYBREAK it shares the pages of its
- * TCP skbs when it lies in at most two fragments of them (one skb or
- * two) and they pin at most KCMUX_SHARE_MAX_PIN times its length
- * (kcmux_share_frags()), else it is
- * copied into page fragments; larger messages are clones of the TCP skbs,
- * chained on frag_list, with the start of the message recorded in
- * kcmux_msg_cb::offset.
+ * TCP skbs when it lies in at most two fragments of them (in one skb or
+ * across two) and they pin at most KCMUX_SHARE_MAX_PIN times its length
+ * (kcmux_share_frags()), else it is copied into page fragments; larger
+ * messages are clones of the TCP skbs, chained on frag_list, with the
+ * start of the message recorded in kcmux_msg_cb::offset.
  *
  * A small message is not taken from TCP until all of its bytes are there:
  * the parser runs on a copy made across the queued skbs, and if the message
