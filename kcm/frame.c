@@ -395,7 +395,8 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	u32 prev = f->have;
 	struct sk_buff *head;
 	size_t take, seen, want, peek;
-	bool in_frags = false, shared = false;
+	u8 fill = KCMUX_FILL_CHAIN;
+	size_t here;
 	int len;
 
 	*used = 0;
@@ -513,27 +514,28 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	}
 
 	head = NULL;
+	here = min_t(size_t, len, left);
 	if (!prev && len > KCMUX_PACK_MSG_MAX && len <= KCMUX_COPYBREAK) {
 		head = kcmux_alloc_empty();
-		if (head && !kcmux_share_frags(head, skb, pos,
-					       min_t(size_t, len, left), len)) {
+		if (head && !kcmux_share_frags(head, skb, pos, here, len)) {
 			consume_skb(head);
 			head = NULL;
 		}
 	}
 	if (head) {
 		/* What this skb has of it, without a copy. */
-		shared = true;
+		fill = KCMUX_FILL_SHARE;
 		kcmux_msg_cb(head)->offset = 0;
-		*used = min_t(size_t, len, left);
-		f->have = *used;
+		*used = here;
+		f->have = here;
 	} else if (len <= KCMUX_COPYBREAK || len <= prev + take) {
 		u32 in_view = min_t(u32, len, prev + take);
 
 		head = kcmux_copy_head(f, in_view, len);
 		if (!head)
 			return -ENOMEM;
-		in_frags = len > KCMUX_PACK_MSG_MAX;
+		if (len > KCMUX_PACK_MSG_MAX)
+			fill = KCMUX_FILL_COPY;
 		kcmux_msg_cb(head)->offset = 0;
 		*used = in_view - prev;
 		f->have = in_view;
@@ -562,8 +564,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	kcmux_msg_cb(head)->sent = 0;
 	/* A clone head carries TCP's cb: clear what rx reads. */
 	kcmux_msg_cb(head)->packed = false;
-	kcmux_msg_cb(head)->in_frags = in_frags;
-	kcmux_msg_cb(head)->shared = shared;
+	kcmux_msg_cb(head)->fill = fill;
 	if (f->have < len)
 		kcmux_frame_begin(psock);
 	return 0;
@@ -577,15 +578,15 @@ static int kcmux_frame_append(struct kcmux_psock *psock, struct sk_buff *skb,
 	struct sk_buff *head = f->head;
 	struct sk_buff *part;
 
-	if (kcmux_msg_cb(head)->in_frags) {
+	if (kcmux_msg_cb(head)->fill == KCMUX_FILL_COPY) {
 		kcmux_frags_store(head, f->have, skb, pos, n);
 		return 0;
 	}
-	if (kcmux_msg_cb(head)->shared) {
+	if (kcmux_msg_cb(head)->fill == KCMUX_FILL_SHARE) {
 		if (kcmux_share_frags(head, skb, pos, n, f->msg_len))
 			return 0;
 		/* Later bytes go on frag_list, after these: share no more. */
-		kcmux_msg_cb(head)->shared = false;
+		kcmux_msg_cb(head)->fill = KCMUX_FILL_CHAIN;
 	}
 	if (!skb_cloned(head) && !skb_has_frag_list(head) &&
 	    skb_tailroom(head) >= n) {

@@ -225,14 +225,20 @@ struct kcmux_sock {
  * being read, and the next record starts at offset + len.  Records are
  * only appended, at the tail of a receive queue, under its lock.
  */
+/* How framing adds the later bytes of a received message to its skb. */
+enum kcmux_fill {
+	KCMUX_FILL_CHAIN,	/* into tail room, else skbs on frag_list */
+	KCMUX_FILL_COPY,	/* into page frags sized for all of it */
+	KCMUX_FILL_SHARE,	/* as more references to TCP's pages */
+};
+
 struct kcmux_msg_cb {
 	u32 offset;
 	u32 len;
 	u32 sent;		/* bytes already sent (tx) or read (rx) */
 	u32 psock_id;		/* rx: where it came from; tx: target, or 0 */
 	bool packed;		/* rx: a pack of small messages */
-	bool in_frags;		/* rx, while framed: room for len in frags */
-	bool shared;		/* rx, while framed: TCP's pages, may add more */
+	u8 fill;		/* rx, while framed: enum kcmux_fill */
 	struct sk_buff *tail;	/* tx: last skb of the chain */
 };
 
