@@ -9,6 +9,8 @@
  *
  * Locks, in the order they nest:
  *   0. kcmux_sock::tx_mutex             one sendmsg at a time per socket
+ *      kcmux_sock::rx_mutex             one reader at a time per socket;
+ *                                       never held with the KCM socket lock
  *   1. KCM socket lock (lock_sock)      tx state of that KCM socket
  *   2. TCP socket lock (lock_sock, or   rx framing state of its psock
  *      bh_lock_sock in softirq)
@@ -213,6 +215,15 @@ struct kcmux_sock {
 	/* Under the KCM socket lock. */
 	struct work_struct tx_work;
 
+	/*
+	 * Held by whoever uses the message at the head of the receive queue
+	 * (recvmsg, splice_read, SIOCINQ, KCM_RECV_DISABLE), which only its
+	 * holder may unlink or move.  Not the socket lock: a reader and a
+	 * writer of one socket do not wait for each other, and a read costs
+	 * no BH toggling.
+	 */
+	struct mutex rx_mutex;
+
 	struct kcmux_sock_stats stats;
 };
 
@@ -323,6 +334,7 @@ void kcmux_rx_requeue_queue(struct kcmux_sock *kcm);
 void kcmux_rx_unpark(struct kcmux_psock *psock);
 u32 kcmux_rx_queued(struct kcmux_sock *kcm);
 struct sk_buff *kcmux_rx_peek(struct sock *sk);
+void kcmux_rx_sock_init(struct kcmux_sock *kcm);
 int kcmux_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
 		  int flags);
 ssize_t kcmux_splice_read(struct socket *sock, loff_t *ppos,

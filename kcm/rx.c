@@ -479,12 +479,13 @@ void kcmux_rx_unpark(struct kcmux_psock *psock)
  * After a read freed memory: rejoin the steering list, once the queue is
  * down to half the buffer.  Rejoining as soon as one message fits would
  * resume a parked psock for a single message per read, a worker round
- * trip each; from half empty one resumption refills half.  KCM sock locked.
+ * trip each; from half empty one resumption refills half.
  */
 static void kcmux_rx_refill(struct kcmux_sock *kcm)
 {
 	struct sock *sk = &kcm->sk;
 
+	lockdep_assert_held(&kcm->rx_mutex);
 	if (READ_ONCE(kcm->rx_ready) || READ_ONCE(kcm->rx_disabled) ||
 	    atomic_read(&sk->sk_rmem_alloc) > READ_ONCE(sk->sk_rcvbuf) / 2)
 		return;
@@ -497,7 +498,8 @@ int kcmux_set_recv_disable(struct kcmux_sock *kcm, bool disable)
 {
 	struct kcmux_mux *mux = kcm->mux;
 
-	lock_sock(&kcm->sk);
+	/* The message being read stays; a reader must not see it move. */
+	mutex_lock(&kcm->rx_mutex);
 	spin_lock_bh(&mux->lock);
 	if (disable && !kcm->rx_disabled) {
 		kcm->rx_disabled = true;
@@ -511,14 +513,14 @@ int kcmux_set_recv_disable(struct kcmux_sock *kcm, bool disable)
 		kcmux_rx_sock_ready(kcm);
 	}
 	spin_unlock_bh(&mux->lock);
-	release_sock(&kcm->sk);
+	mutex_unlock(&kcm->rx_mutex);
 	return 0;
 }
 
 /*
  * The message at the head of the receive queue, taken under the queue
  * lock so that everything its enqueuer wrote (its cb, a pack's records)
- * is visible.  It stays queued; only the socket lock holder unlinks it.
+ * is visible.  It stays queued; only the rx_mutex holder unlinks it.
  */
 struct sk_buff *kcmux_rx_peek(struct sock *sk)
 {
@@ -532,11 +534,41 @@ struct sk_buff *kcmux_rx_peek(struct sock *sk)
 	return skb;
 }
 
-/* Waits for a message; returns it still queued.  KCM socket locked. */
-static struct sk_buff *kcmux_rx_wait(struct sock *sk, long timeo, int *err)
+void kcmux_rx_sock_init(struct kcmux_sock *kcm)
 {
+	mutex_init(&kcm->rx_mutex);
+}
+
+/*
+ * Sleeps until a message may be queued, an error is posted, a signal
+ * comes or *timeo runs out, without rx_mutex (as sk_wait_data() sleeps
+ * without the socket lock).
+ */
+static void kcmux_rx_sleep(struct kcmux_sock *kcm, long *timeo)
+{
+	DEFINE_WAIT_FUNC(wait, woken_wake_function);
+	struct sock *sk = &kcm->sk;
+
+	add_wait_queue(sk_sleep(sk), &wait);
+	sk_set_bit(SOCKWQ_ASYNC_WAITDATA, sk);
+	mutex_unlock(&kcm->rx_mutex);
+	/* Looked at once on the wait queue: a wakeup after it is not lost. */
+	if (skb_queue_empty_lockless(&sk->sk_receive_queue) &&
+	    !READ_ONCE(sk->sk_err))
+		*timeo = wait_woken(&wait, TASK_INTERRUPTIBLE, *timeo);
+	mutex_lock(&kcm->rx_mutex);
+	sk_clear_bit(SOCKWQ_ASYNC_WAITDATA, sk);
+	remove_wait_queue(sk_sleep(sk), &wait);
+}
+
+/* Waits for a message; returns it still queued.  rx_mutex held. */
+static struct sk_buff *kcmux_rx_wait(struct kcmux_sock *kcm, long timeo,
+				     int *err)
+{
+	struct sock *sk = &kcm->sk;
 	struct sk_buff *skb;
 
+	lockdep_assert_held(&kcm->rx_mutex);
 	while (!(skb = kcmux_rx_peek(sk))) {
 		if (sk->sk_err) {
 			*err = sock_error(sk);
@@ -550,7 +582,7 @@ static struct sk_buff *kcmux_rx_wait(struct sock *sk, long timeo, int *err)
 			*err = sock_intr_errno(timeo);
 			return NULL;
 		}
-		sk_wait_data(sk, &timeo, NULL);
+		kcmux_rx_sleep(kcm, &timeo);
 	}
 	return skb;
 }
@@ -603,8 +635,8 @@ int kcmux_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
 	if (flags & MSG_OOB)
 		return -EOPNOTSUPP;
 
-	lock_sock(sk);
-	skb = kcmux_rx_wait(sk, sock_rcvtimeo(sk, flags & MSG_DONTWAIT), &err);
+	mutex_lock(&kcm->rx_mutex);
+	skb = kcmux_rx_wait(kcm, sock_rcvtimeo(sk, flags & MSG_DONTWAIT), &err);
 	if (!skb)
 		goto out;
 
@@ -630,7 +662,7 @@ int kcmux_recvmsg(struct socket *sock, struct msghdr *msg, size_t len,
 	if (!(flags & MSG_PEEK))
 		kcmux_rx_consume(kcm, skb, copied, copied == cb->len);
 out:
-	release_sock(sk);
+	mutex_unlock(&kcm->rx_mutex);
 	return err;
 }
 
@@ -639,15 +671,16 @@ ssize_t kcmux_splice_read(struct socket *sock, loff_t *ppos,
 			  unsigned int flags)
 {
 	struct sock *sk = sock->sk;
+	struct kcmux_sock *kcm = kcmux_sk(sk);
 	struct kcmux_msg_cb *cb;
 	struct sk_buff *skb;
 	int err = 0;
 	ssize_t copied;
 	long timeo;
 
-	lock_sock(sk);
+	mutex_lock(&kcm->rx_mutex);
 	timeo = sock_rcvtimeo(sk, flags & SPLICE_F_NONBLOCK);
-	skb = kcmux_rx_wait(sk, timeo, &err);
+	skb = kcmux_rx_wait(kcm, timeo, &err);
 	if (!skb) {
 		copied = err;
 		goto out;
@@ -657,9 +690,8 @@ ssize_t kcmux_splice_read(struct socket *sock, loff_t *ppos,
 	copied = skb_splice_bits(skb, sk, cb->offset, pipe,
 				 min_t(size_t, len, cb->len), flags);
 	if (copied > 0)
-		kcmux_rx_consume(kcmux_sk(sk), skb, copied,
-				 copied == cb->len);
+		kcmux_rx_consume(kcm, skb, copied, copied == cb->len);
 out:
-	release_sock(sk);
+	mutex_unlock(&kcm->rx_mutex);
 	return copied;
 }

@@ -124,10 +124,11 @@ static int kcmux_ioctl_inq(struct sock *sk, int __user *uval)
 	struct sk_buff *skb;
 	int len;
 
-	lock_sock(sk);
+	/* A reader could free the message under us. */
+	mutex_lock(&kcmux_sk(sk)->rx_mutex);
 	skb = kcmux_rx_peek(sk);
 	len = skb ? kcmux_msg_cb(skb)->len : 0;
-	release_sock(sk);
+	mutex_unlock(&kcmux_sk(sk)->rx_mutex);
 	return put_user(len, uval);
 }
 
@@ -257,6 +258,7 @@ static const struct proto_ops kcmux_ops = {
 static void kcmux_sock_destruct(struct sock *sk)
 {
 	mutex_destroy(&kcmux_sk(sk)->tx_mutex);
+	mutex_destroy(&kcmux_sk(sk)->rx_mutex);
 	/* Everything queued was purged or requeued in release. */
 	WARN_ON_ONCE(!skb_queue_empty(&sk->sk_receive_queue));
 	WARN_ON_ONCE(!skb_queue_empty(&sk->sk_write_queue));
@@ -292,6 +294,7 @@ static int kcmux_create(struct net *net, struct socket *sock, int protocol,
 	kcm = kcmux_sk(sk);
 	kcm->ino = SOCK_INODE(sock)->i_ino;
 	kcmux_tx_sock_init(kcm);
+	kcmux_rx_sock_init(kcm);
 	kcmux_mux_add_sock(mux, kcm);
 	return 0;
 }
