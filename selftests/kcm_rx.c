@@ -62,11 +62,13 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <linux/bpf.h>
+#include <linux/userfaultfd.h>
 
 #include "kcm_test.h"
 /*
@@ -1147,6 +1149,102 @@ TEST_F(rx, pollout)
 	int rev = kcm_poll(self->kcm, POLLIN | POLLOUT, KCM_WAIT_MS);
 
 	ASSERT_EQ(rev & (POLLIN | POLLOUT | POLLERR), POLLOUT);
+}
+
+struct kcm_rx_io {
+	int fd;
+	void *buf;
+	size_t len;
+	ssize_t n;
+	int err;
+};
+
+static void *kcm_rx_recv_fn(void *arg)
+{
+	struct kcm_rx_io *io = arg;
+
+	io->n = recv(io->fd, io->buf, io->len, 0);
+	io->err = io->n < 0 ? errno : 0;
+	return NULL;
+}
+
+static void *kcm_rx_send_fn(void *arg)
+{
+	struct kcm_rx_io *io = arg;
+
+	/* One whole message on either socket type. */
+	io->n = send(io->fd, io->buf, io->len, MSG_EOR);
+	io->err = io->n < 0 ? errno : 0;
+	return NULL;
+}
+
+/*
+ * A reader stalled while it copies a message out (its buffer is a page
+ * registered with userfaultfd, whose fault the test holds) must not
+ * stop a writer of the same socket, as it does not on in-tree kcm (6.1
+ * and 6.12): readers are serialised by a mutex of their own, not by the
+ * socket lock that sendmsg takes.  Then both finish, with the right
+ * bytes.
+ */
+TEST_F(rx, reader_stall_does_not_block_writer)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	struct uffdio_zeropage zero = { .mode = 0 };
+	size_t page = sysconf(_SC_PAGESIZE), total;
+	struct kcm_rx_io rd, wr;
+	uint8_t msg[300], out[300];
+	pthread_t reader, writer;
+	struct uffd_msg ev;
+	bool wrote_first;
+	struct timespec ts;
+	void *buf;
+	int uffd;
+
+	uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0)
+		SKIP(return, "no userfaultfd: %s", strerror(errno));
+	ASSERT_EQ(ioctl(uffd, UFFDIO_API, &api), 0);
+	buf = mmap(NULL, page, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(buf, MAP_FAILED);
+	reg.range.start = (unsigned long)buf;
+	reg.range.len = page;
+	ASSERT_EQ(ioctl(uffd, UFFDIO_REGISTER, &reg), 0);
+
+	total = kcm_rx_frame(msg, 200, 41);
+	ASSERT_EQ(kcm_send_all(self->t.w, msg, total), 0);
+	rd = (struct kcm_rx_io){ .fd = self->kcm, .buf = buf, .len = page };
+	ASSERT_EQ(pthread_create(&reader, NULL, kcm_rx_recv_fn, &rd), 0);
+	/* Its fault is reported once it is in recvmsg, copying. */
+	ASSERT_EQ(kcm_poll(uffd, POLLIN, KCM_WAIT_MS), POLLIN);
+	ASSERT_EQ(read(uffd, &ev, sizeof(ev)), (ssize_t)sizeof(ev));
+	ASSERT_EQ(ev.event, UFFD_EVENT_PAGEFAULT);
+
+	total = kcm_rx_frame(msg, 150, 42);
+	wr = (struct kcm_rx_io){ .fd = self->kcm, .buf = msg, .len = total };
+	ASSERT_EQ(pthread_create(&writer, NULL, kcm_rx_send_fn, &wr), 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 2;
+	wrote_first = !pthread_timedjoin_np(writer, NULL, &ts);
+
+	/* Let the reader go either way: nothing is left hanging. */
+	zero.range.start = (unsigned long)buf;
+	zero.range.len = page;
+	EXPECT_EQ(ioctl(uffd, UFFDIO_ZEROPAGE, &zero), 0);
+	ASSERT_EQ(pthread_join(reader, NULL), 0);
+	if (!wrote_first)
+		ASSERT_EQ(pthread_join(writer, NULL), 0);
+	close(uffd);
+
+	ASSERT_EQ(kcm_rx_check(buf, rd.n, 200, 41), 0)
+		TH_LOG("recv: %zd (%s)", rd.n, strerror(rd.err));
+	ASSERT_EQ(wr.n, (ssize_t)total) TH_LOG("send: %s", strerror(wr.err));
+	ASSERT_EQ(kcm_read_exact(self->t.w, out, total, KCM_WAIT_MS),
+		  (ssize_t)total);
+	ASSERT_EQ(kcm_rx_check(out, total, 150, 42), 0);
+	munmap(buf, page);
+	ASSERT_TRUE(wrote_first) TH_LOG("sendmsg waited for the stalled reader");
 }
 
 /* ------------------------------------------------------------------ */
