@@ -136,6 +136,17 @@ u32 kcmux_rx_queued(struct kcmux_sock *kcm)
 	return n;
 }
 
+/* kcm took a message: the next one goes to the socket after it. */
+static void kcmux_rx_rotate(struct kcmux_sock *kcm)
+{
+	struct list_head *socks = &kcm->mux->rx_socks;
+
+	lockdep_assert_held(&kcm->mux->lock);
+	/* Already last (a lone reader always is): spare the list a rewrite. */
+	if (!list_is_last(&kcm->rx_node, socks))
+		list_move_tail(&kcm->rx_node, socks);
+}
+
 /*
  * Charges skb to kcm and updates steering.  Leave the steering list before
  * the skb is visible: the reader that takes it then sees rx_ready false
@@ -150,7 +161,7 @@ static void kcmux_rx_charge(struct kcmux_sock *kcm, struct sk_buff *skb)
 	skb->destructor = kcmux_rfree;
 	atomic_add(skb->truesize, &sk->sk_rmem_alloc);
 	if (kcmux_rx_has_room(sk)) {
-		list_move_tail(&kcm->rx_node, &kcm->mux->rx_socks);
+		kcmux_rx_rotate(kcm);
 	} else {
 		list_del_init(&kcm->rx_node);
 		WRITE_ONCE(kcm->rx_ready, false);
@@ -199,7 +210,7 @@ static bool kcmux_rx_enqueue_data(struct kcmux_sock *kcm, const void *data,
 	pack = kcmux_rx_tail_pack(queue, len);
 	if (pack) {
 		/* No new memory: just take our turn at the back. */
-		list_move_tail(&kcm->rx_node, &kcm->mux->rx_socks);
+		kcmux_rx_rotate(kcm);
 		kcmux_rx_pack_put(pack, data, len, psock_id);
 	} else {
 		pack = kcmux_rx_pack_alloc();
