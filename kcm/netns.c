@@ -25,11 +25,23 @@ static int __net_init kcmux_net_init(struct net *net)
 static void __net_exit kcmux_net_exit(struct net *net)
 {
 	struct kcmux_net *knet = kcmux_net(net);
+	XA_STATE(xas, &knet->psock_ids, 0);
+	void *left;
 
 	kcmux_proc_exit_net(net);
 	/* Every KCM socket holds a reference on its netns. */
 	WARN_ON_ONCE(!list_empty(&knet->mux_list));
-	WARN_ON_ONCE(!xa_empty(&knet->psock_ids));
+	/*
+	 * No psock, and no id reserved for one, may be left.  Not checked
+	 * with xa_empty(): an xa_alloc_cyclic() that fails for memory can
+	 * leave empty nodes in the array (it links each node as it gets
+	 * it), which xa_destroy() frees.  xas_find() sees reserved ids too.
+	 */
+	rcu_read_lock();
+	left = xas_find(&xas, ULONG_MAX);
+	rcu_read_unlock();
+	WARN_ONCE(left, "kcmux: psock id %lu left at netns exit\n",
+		  xas.xa_index);
 	xa_destroy(&knet->psock_ids);
 }
 
