@@ -227,6 +227,13 @@ struct kcmux_sock {
 	struct kcmux_sock_stats stats;
 };
 
+/* How framing adds the later bytes of a received message to its skb. */
+enum kcmux_fill {
+	KCMUX_FILL_CHAIN,	/* into tail room, else skbs on frag_list */
+	KCMUX_FILL_COPY,	/* into page frags sized for all of it */
+	KCMUX_FILL_SHARE,	/* as more references to TCP's pages */
+};
+
 /*
  * Per-message metadata in skb->cb of a message skb: the message occupies
  * [offset, offset + len) of the skb and its frag_list.
@@ -236,13 +243,6 @@ struct kcmux_sock {
  * being read, and the next record starts at offset + len.  Records are
  * only appended, at the tail of a receive queue, under its lock.
  */
-/* How framing adds the later bytes of a received message to its skb. */
-enum kcmux_fill {
-	KCMUX_FILL_CHAIN,	/* into tail room, else skbs on frag_list */
-	KCMUX_FILL_COPY,	/* into page frags sized for all of it */
-	KCMUX_FILL_SHARE,	/* as more references to TCP's pages */
-};
-
 struct kcmux_msg_cb {
 	u32 offset;
 	u32 len;

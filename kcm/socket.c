@@ -121,14 +121,15 @@ static int kcmux_ioctl_psock_id(struct socket *sock,
 /* SIOCINQ: what is left to read of the next message. */
 static int kcmux_ioctl_inq(struct sock *sk, int __user *uval)
 {
+	struct kcmux_sock *kcm = kcmux_sk(sk);
 	struct sk_buff *skb;
 	int len;
 
 	/* A reader could free the message under us. */
-	mutex_lock(&kcmux_sk(sk)->rx_mutex);
+	mutex_lock(&kcm->rx_mutex);
 	skb = kcmux_rx_peek(sk);
 	len = skb ? kcmux_msg_cb(skb)->len : 0;
-	mutex_unlock(&kcmux_sk(sk)->rx_mutex);
+	mutex_unlock(&kcm->rx_mutex);
 	return put_user(len, uval);
 }
 
