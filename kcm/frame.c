@@ -10,12 +10,15 @@
  *
  * Once the length is known the message is built the cheap way for its
  * size: up to KCMUX_PACK_MSG_MAX bytes it is copied (usually straight into
- * a KCM socket's pack); up to KCMUX_COPYBREAK it shares the pages of its
- * TCP skbs when it lies in at most two fragments of them (in one skb or
- * across two) and they pin at most KCMUX_SHARE_MAX_PIN times its length
- * (kcmux_share_frags()), else it is copied into page fragments; larger
- * messages are clones of the TCP skbs, chained on frag_list, with the
- * start of the message recorded in kcmux_msg_cb::offset.
+ * a KCM socket's pack).  Up to KCMUX_COPYBREAK it is a clone of the TCP
+ * skb it lies whole in, if that skb pins at most KCMUX_SHARE_MAX_PIN times
+ * what the message is charged (kcmux_clone_whole()); else it shares the
+ * pages of its TCP skbs when it lies in at most two fragments of them (in
+ * one skb or across two) and they pin at most KCMUX_SHARE_MAX_PIN times
+ * its length (kcmux_share_frags()); else it is copied into page
+ * fragments.  Larger messages are clones of the TCP skbs, chained on
+ * frag_list.  A clone records where the message starts in
+ * kcmux_msg_cb::offset.
  *
  * A small message is not taken from TCP until all of its bytes are there:
  * the parser runs on a copy made across the queued skbs, and if the message
@@ -331,6 +334,44 @@ static bool kcmux_share_frags(struct sk_buff *msg, struct sk_buff *skb,
 	return false;
 }
 
+/* A head for a message of len bytes sharing the n of them at (skb, pos). */
+static struct sk_buff *kcmux_share_head(struct sk_buff *skb, unsigned int pos,
+					u32 n, u32 len)
+{
+	struct sk_buff *head = kcmux_alloc_empty();
+
+	if (head && !kcmux_share_frags(head, skb, pos, n, len)) {
+		consume_skb(head);
+		head = NULL;
+	}
+	return head;
+}
+
+/*
+ * A message of len bytes lying whole in the left bytes of skb from where
+ * it starts.  If the skb pins at most KCMUX_SHARE_MAX_PIN times what the
+ * message is charged, a clone of it is the message, charged as an skb of
+ * its own holding len bytes.  That is cheaper than sharing its pages (no
+ * head to allocate, no fragments to set up) and bounded the same way;
+ * the skb is freed with the last clone of it.  Bytes that may change
+ * under us (zerocopy, spliced page cache) are not taken this way either.
+ */
+static struct sk_buff *kcmux_clone_whole(struct sk_buff *skb, u32 len,
+					 size_t left)
+{
+	unsigned int charge = SKB_TRUESIZE(len);
+	struct sk_buff *clone;
+
+	if (len > left ||
+	    skb->truesize > (size_t)charge * KCMUX_SHARE_MAX_PIN ||
+	    skb_zcopy(skb) || skb_has_shared_frag(skb))
+		return NULL;
+	clone = skb_clone(skb, GFP_ATOMIC);
+	if (clone)
+		clone->truesize = charge;
+	return clone;
+}
+
 /*
  * Makes the skb of a message of msg_len bytes, holding the first len
  * bytes of the view: linear for a message that could go in a pack, in
@@ -396,6 +437,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	struct sk_buff *head;
 	size_t take, seen, want, peek;
 	u8 fill = KCMUX_FILL_CHAIN;
+	unsigned int offset;
 	size_t here;
 	int len;
 
@@ -514,18 +556,20 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	}
 
 	head = NULL;
+	offset = 0;
 	here = min_t(size_t, len, left);
 	if (!prev && len > KCMUX_PACK_MSG_MAX && len <= KCMUX_COPYBREAK) {
-		head = kcmux_alloc_empty();
-		if (head && !kcmux_share_frags(head, skb, pos, here, len)) {
-			consume_skb(head);
-			head = NULL;
-		}
+		/* A clone is whole: nothing is ever shared into it. */
+		head = kcmux_clone_whole(skb, len, left);
+		if (head)
+			offset = pos;
+		else
+			head = kcmux_share_head(skb, pos, here, len);
 	}
 	if (head) {
 		/* What this skb has of it, without a copy. */
 		fill = KCMUX_FILL_SHARE;
-		kcmux_msg_cb(head)->offset = 0;
+		kcmux_msg_cb(head)->offset = offset;
 		*used = here;
 		f->have = here;
 	} else if (len <= KCMUX_COPYBREAK || len <= prev + take) {

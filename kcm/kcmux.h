@@ -259,13 +259,14 @@ struct kcmux_pack_rec {
 };
 
 /*
- * Received messages up to KCMUX_COPYBREAK bytes get an skb of their own
- * (two pages at most) instead of pinning the TCP skbs they came in, whose
- * truesize can be many times the message: those up to KCMUX_PACK_MSG_MAX
- * are packed several to an skb, larger ones share at most two of TCP's
- * pages (pinning at most 16 times their length, see frame.c) or are
- * copied into page fragments rather than a kmalloc'ed head (whose
- * power-of-two size would be allocated, and zeroed, for nothing).
+ * Received messages up to KCMUX_COPYBREAK bytes are charged what an skb
+ * of their own would be, not the truesize of the TCP skbs they came in,
+ * which can be many times the message.  Those up to KCMUX_PACK_MSG_MAX
+ * are packed several to an skb.  Larger ones are clones of the TCP skb
+ * they lie whole in, or share at most two of TCP's pages (either way
+ * pinning at most 16 times their charge, see frame.c), or are copied
+ * into page fragments rather than a kmalloc'ed head (whose power-of-two
+ * size would be allocated, and zeroed, for nothing).
  */
 #define KCMUX_COPYBREAK		SKB_WITH_OVERHEAD(8192)
 #define KCMUX_PACK_MSG_MAX	512

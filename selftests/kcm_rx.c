@@ -747,6 +747,48 @@ TEST_F(rx, message_in_three_pages)
 }
 
 /*
+ * Sixteen 4 KiB messages in one 64 KiB write: most lie whole in a TCP skb
+ * they share with the others.  Queued unread, each must be charged about
+ * what an skb of its own holding it would be, not the skb it came in
+ * (kcmux makes such a message a clone of that skb and charges the clone
+ * its own length).  Then every byte is checked.
+ */
+TEST_F(rx, whole_messages_charged_their_size)
+{
+	enum { COUNT = 16, PLEN = 4096 - KCM_RX_HDR };
+	/* Per message: its bytes, an sk_buff and a shared info. */
+	const long long limit = COUNT * (KCM_RX_HDR + PLEN + 1024);
+	static uint8_t wbuf[COUNT * (KCM_RX_HDR + PLEN)];
+	uint8_t buf[KCM_RX_HDR + PLEN + 16];
+	long long queued, rmem, end;
+	size_t off = 0;
+	uint32_t i;
+	ssize_t n;
+
+	for (i = 0; i < COUNT; i++)
+		off += kcm_rx_frame(wbuf + off, PLEN, i);
+	ASSERT_EQ(kcm_send_all(self->t.w, wbuf, off), 0);
+	end = kcm_now_ms() + KCM_WAIT_MS;
+	while ((queued = kcm_proc_nth("kcm-", 0, "Recv-Q")) < COUNT &&
+	       kcm_now_ms() <= end)
+		kcm_msleep(1);
+	rmem = kcm_proc_nth("kcm-", 0, "Rmem");
+	TH_LOG("%lld messages queued, Rmem %lld (limit %lld)", queued, rmem,
+	       limit);
+	if (kcmux_is_reference() && (queued < COUNT || rmem > limit))
+		SKIP(return, "in-tree KCM charges each message the whole TCP skb it was cloned from: %lld of %d messages of 4 KiB queued, Rmem %lld",
+		     queued, COUNT, rmem);
+	ASSERT_EQ(queued, COUNT);
+	ASSERT_LE(rmem, limit);
+	for (i = 0; i < COUNT; i++) {
+		n = kcm_rx_recv(self->kcm, buf, sizeof(buf), 0, NULL);
+		ASSERT_EQ(kcm_rx_check(buf, n, PLEN, i), 0)
+			TH_LOG("message %u: %zd bytes", i, n);
+	}
+	EXPECT_EQ(kcm_proc_nth("kcm-", 0, "Rmem"), 0);
+}
+
+/*
  * A message of exactly the TCP socket's sk_rcvbuf bytes (what SO_RCVBUF
  * reads back) is the largest one allowed.
  */
