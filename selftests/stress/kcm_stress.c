@@ -2275,7 +2275,12 @@ static bool rx_rest(struct wctx *w, struct ksock *k, enum op op, uint8_t *buf,
 			if (rc > 0)
 				*last_flags = mh.msg_flags;
 		}
-		if (atomic_load(&k->dead))
+		/*
+		 * A socket another thread is closing is still open until its
+		 * fd is replaced: keep reading, or the next reader would take
+		 * the rest for a message of its own.
+		 */
+		if (rc <= 0 && atomic_load(&k->dead))
 			return false;
 		if (rc <= 0) {
 			fail(op, "ksock %u: rest of a %zu-byte message gone after %zu bytes (%s)",
