@@ -259,6 +259,15 @@ static void kcmux_frags_store(struct sk_buff *msg, u32 at,
 }
 
 /*
+ * Bytes a reader must not share: zerocopy frags the sender may rewrite,
+ * page cache spliced into the stream.
+ */
+static bool kcmux_bytes_may_change(struct sk_buff *skb)
+{
+	return skb_zcopy(skb) || skb_has_shared_frag(skb);
+}
+
+/*
  * Adds the n bytes at (skb, pos) of a message of msg_len bytes to msg as
  * references to the pages they lie in, nothing copied.  A message may
  * use at most KCMUX_SHARE_FRAGS fragments (bytes that continue its last
@@ -283,8 +292,7 @@ static bool kcmux_share_frags(struct sk_buff *msg, struct sk_buff *skb,
 	size_t pinned = 0;
 	u32 left = n;
 
-	if (pos < start || skb->pp_recycle || skb_zcopy(skb) ||
-	    skb_has_shared_frag(skb))
+	if (pos < start || skb->pp_recycle || kcmux_bytes_may_change(skb))
 		return false;
 	for (i = 0; i < nr; i++)
 		pinned += page_size(compound_head(skb_frag_page(&to->frags[i])));
@@ -354,7 +362,7 @@ static struct sk_buff *kcmux_share_head(struct sk_buff *skb, unsigned int pos,
  * its own holding len bytes.  That is cheaper than sharing its pages (no
  * head to allocate, no fragments to set up) and bounded the same way;
  * the skb is freed with the last clone of it.  Bytes that may change
- * under us (zerocopy, spliced page cache) are not taken this way either.
+ * under us are not taken this way either.
  */
 static struct sk_buff *kcmux_clone_whole(struct sk_buff *skb, u32 len,
 					 size_t left)
@@ -364,7 +372,7 @@ static struct sk_buff *kcmux_clone_whole(struct sk_buff *skb, u32 len,
 
 	if (len > left ||
 	    skb->truesize > (size_t)charge * KCMUX_SHARE_MAX_PIN ||
-	    skb_zcopy(skb) || skb_has_shared_frag(skb))
+	    kcmux_bytes_may_change(skb))
 		return NULL;
 	clone = skb_clone(skb, GFP_ATOMIC);
 	if (clone)
