@@ -17,6 +17,8 @@
  *   3. mux->lock (spinlock, BH)         every list in the mux, steering,
  *                                       tx reservations, parked messages
  *   4. KCM sk_receive_queue.lock        the receive queue itself
+ *   mux->tx_pages_lock (spinlock) is a leaf taken by sendmsg under the
+ *   KCM socket lock, never in softirq.
  *   kcmux_net::lock (mutex) nests outside all of them and only guards the
  *   per-netns list of muxes.  The xarray of psock ids has its own lock,
  *   taken inside mux->lock.
@@ -99,6 +101,13 @@ struct kcmux_net {
 	struct kcmux_psock_stats retired_psock;
 };
 
+/*
+ * Send pages a mux keeps for reuse (each one a page_frag page, normally
+ * 32 KiB): enough to cover what TCP holds of a steady stream of 4 KiB
+ * messages on loopback, little next to what a mux pins anyway.
+ */
+#define KCMUX_TX_PAGES		4
+
 struct kcmux_mux {
 	struct net *net;
 	u32 id;				/* unique in the netns (netlink) */
@@ -122,6 +131,15 @@ struct kcmux_mux {
 	u32 next_psock_index;
 	struct kcmux_mux_stats stats;
 	struct kcmux_psock_stats retired_psock;	/* from freed psocks */
+
+	/*
+	 * Full send pages that TCP still held when a sender traded them in,
+	 * each with one reference of ours, until TCP lets go of one and a
+	 * sender takes it back (kcmux_tx_refill()).
+	 */
+	spinlock_t tx_pages_lock;	/* leaf; process context only */
+	struct page *tx_pages[KCMUX_TX_PAGES];
+	unsigned int tx_pages_evict;	/* slot given up when none is free */
 };
 
 /*
@@ -352,6 +370,7 @@ void kcmux_tx_wake_owner(struct kcmux_psock *psock);
 void kcmux_tx_wake_waiters(struct kcmux_mux *mux, struct kcmux_psock *psock);
 void kcmux_tx_release(struct kcmux_sock *kcm);
 void kcmux_tx_sock_init(struct kcmux_sock *kcm);
+void kcmux_tx_pages_free(struct kcmux_mux *mux);
 bool kcmux_tx_writable(struct sock *sk);
 
 /* netlink.c */

@@ -58,6 +58,7 @@ struct kcmux_mux *kcmux_mux_create(struct net *net)
 	mux->net = net;
 	refcount_set(&mux->refcnt, 1);
 	spin_lock_init(&mux->lock);
+	spin_lock_init(&mux->tx_pages_lock);
 	INIT_LIST_HEAD(&mux->socks);
 	INIT_LIST_HEAD(&mux->psocks);
 	INIT_LIST_HEAD(&mux->rx_socks);
@@ -112,6 +113,7 @@ static void kcmux_mux_destroy(struct kcmux_mux *mux)
 	mutex_unlock(&knet->lock);
 
 	WARN_ON_ONCE(!list_empty(&mux->psocks));
+	kcmux_tx_pages_free(mux);
 	kfree(mux);
 }
 

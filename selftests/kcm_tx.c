@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <netinet/tcp.h>
 #include <sys/uio.h>
+#include <linux/sockios.h>
 
 #include "kcm_test.h"
 
@@ -667,6 +668,82 @@ TEST_F(tx, message_sizes)
 		}
 	}
 	EXPECT_TRUE(kcm_quiet(self->a[1], KCM_QUIET_MS));
+}
+
+/*
+ * A full send page that TCP still holds goes to the mux, and a sender
+ * takes it back once TCP lets go.  Round 0: the peer reads nothing until
+ * the socket and a clone have sent 12 messages of 24 KiB, more than the
+ * pages a mux keeps, so every page holds unread bytes while the later
+ * messages are written: none may land on them.  Round 1 starts once the
+ * peer has read everything and TCP has nothing unacknowledged, so its
+ * messages go into pages taken back.  The peer checks every byte.
+ */
+#define TX_REUSE_MSGS	12
+#define TX_REUSE_LEN	(24 * 1024)
+
+TEST_F(tx, send_pages_reused_only_when_free)
+{
+	static uint8_t m[KCM_TEST_HDR_LEN + TX_REUSE_LEN];
+	int big = 4 << 20, clone, round, i, outq = -1;
+	long long deadline;
+
+	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_SNDBUFFORCE, &big,
+				sizeof(big)));
+	ASSERT_EQ(0, setsockopt(self->a[0], SOL_SOCKET, SO_SNDBUFFORCE, &big,
+				sizeof(big)));
+	ASSERT_EQ(0, setsockopt(self->a[1], SOL_SOCKET, SO_RCVBUFFORCE, &big,
+				sizeof(big)));
+	clone = kcm_clone(self->kcm);
+	ASSERT_LE(0, clone) TH_LOG("SIOCKCMCLONE: %s", strerror(-clone));
+	ASSERT_EQ(0, setsockopt(clone, SOL_SOCKET, SO_SNDBUFFORCE, &big,
+				sizeof(big)));
+	ASSERT_EQ(0, kcm_attach(self->kcm, self->a[0], self->bpf));
+
+	for (round = 0; round < 2; round++) {
+		bool seen[TX_REUSE_MSGS] = { false };
+
+		for (i = 0; i < TX_REUSE_MSGS; i++) {
+			uint32_t hdr = round * TX_REUSE_MSGS + i;
+			ssize_t n = kcm_test_msg(m, hdr, TX_REUSE_LEN);
+
+			ASSERT_EQ(n, send(i % 2 ? clone : self->kcm, m, n,
+					  variant->end | MSG_DONTWAIT))
+				TH_LOG("round %d, message %d: %s", round, i,
+				       strerror(errno));
+		}
+		/* The sockets take turns on the psock: match by header. */
+		for (i = 0; i < TX_REUSE_MSGS; i++) {
+			uint32_t be, hdr;
+			ssize_t n;
+
+			n = kcm_read_exact(self->a[1], m, KCM_TEST_HDR_LEN,
+					   KCM_WAIT_MS);
+			ASSERT_EQ(KCM_TEST_HDR_LEN, n) TH_LOG("round %d: %d of %d messages",
+							      round, i, TX_REUSE_MSGS);
+			memcpy(&be, m + 4, 4);
+			hdr = ntohl(be) - round * TX_REUSE_MSGS;
+			ASSERT_GT((uint32_t)TX_REUSE_MSGS, hdr) TH_LOG("round %d: header %#x",
+							     round, ntohl(be));
+			ASSERT_FALSE(seen[hdr]);
+			seen[hdr] = true;
+			n = kcm_read_exact(self->a[1], m + KCM_TEST_HDR_LEN,
+					   TX_REUSE_LEN, KCM_WAIT_MS);
+			ASSERT_EQ(TX_REUSE_LEN, n);
+			EXPECT_TRUE(kcm_test_msg_ok(m, KCM_TEST_HDR_LEN + n,
+						    ntohl(be), TX_REUSE_LEN))
+				TH_LOG("round %d, message %u: payload corrupted",
+				       round, hdr);
+		}
+		/* Everything acknowledged: TCP has let go of every page. */
+		deadline = kcm_now_ms() + KCM_WAIT_MS;
+		while (!ioctl(self->a[0], SIOCOUTQ, &outq) && outq &&
+		       kcm_now_ms() < deadline)
+			usleep(1000);
+		ASSERT_EQ(0, outq);
+	}
+	EXPECT_TRUE(kcm_quiet(self->a[1], KCM_QUIET_MS));
+	close(clone);
 }
 
 /* --- memory cgroup ----------------------------------------------------- */
