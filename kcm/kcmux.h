@@ -135,7 +135,7 @@ struct kcmux_mux {
 	/*
 	 * Full send pages that TCP still held when a sender traded them in,
 	 * each with one reference of ours, until TCP lets go of one and a
-	 * sender takes it back (kcmux_tx_refill()).
+	 * sender takes it back (kcmux_tx_trade()).
 	 */
 	spinlock_t tx_pages_lock;	/* leaf; process context only */
 	struct page *tx_pages[KCMUX_TX_PAGES];
