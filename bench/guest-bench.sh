@@ -247,7 +247,7 @@ frame_msgs() {
 # --- main ------------------------------------------------------------------
 
 say "kernel $(uname -r), $(nproc) CPUs, $(grep MemTotal /proc/meminfo)"
-say "rounds $rounds, measure $secs s after $warmup s warm-up, quick $quick"
+say "rounds $rounds, measure $secs s ($(window x-1048576) s for 1 MiB rows) after $warmup s warm-up, quick $quick"
 # 1000 connections with full queues must not push TCP into memory
 # pressure, which would measure the pressure instead of the module.
 echo "2000000 3000000 4000000" >/proc/sys/net/ipv4/tcp_mem
