@@ -40,7 +40,13 @@ set -u
 
 dir=/bench
 rounds=3
-secs=1.0
+# How long each measurement counts (--quick: 1 s).  The socket buffers of
+# a row hold a good part of a second of its traffic (a KCM socket's 2 MiB
+# are 0.3 s of 4 KiB messages, a second of 16 B ones), and how full they
+# are when the count starts and ends moves a 1 s count by several
+# percent; 1 MiB rows move about 35 messages a second, so a 1 s count is
+# good to one message only.
+secs=
 warmup=0.4
 quick=0
 diagnose=0
@@ -57,6 +63,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
+[ -n "$secs" ] || if [ $quick = 1 ]; then secs=1.0; else secs=3.0; fi
 
 bench=$dir/kcm_bench
 loaded=none
@@ -115,17 +122,6 @@ measure() {
 	case $out in
 	"{"*) echo "R $round $wl $var $out" ;;
 	*)    echo "R $round $wl $var {\"ok\":false,\"error\":\"no result (killed?) rc=$rc\"}" ;;
-	esac
-}
-
-# window WORKLOAD: how long to count.  A 1 MiB row moves some 35
-# messages a second, and a count is only good to one message: 35 against
-# 36 is a ratio of 0.97 with nothing else different.  Those rows count
-# three times as long, the others the configured window.
-window() {
-	case $1 in
-	*-1048576) awk -v s="$secs" 'BEGIN { print s * 3 }' ;;
-	*)         echo "$secs" ;;
 	esac
 }
 
@@ -244,10 +240,42 @@ frame_msgs() {
 	echo "--msgs $n"
 }
 
+# cpu_ticks: busy and total jiffies of all CPUs so far ("BUSY TOTAL").
+cpu_ticks() {
+	awk '$1 == "cpu" {
+		for (i = 2; i <= NF; i++)
+			total += $i
+		print total - $5 - $6, total
+	}' /proc/stat
+}
+
+# settle: wait (at most 60 s) until the CPUs were at least 95 % idle over
+# a second.  Right after boot the kernel still tests its crypto
+# algorithms in a kthread (cryptomgr_test: one vCPU busy for the first
+# 6 s or so of guest time here), and whatever is measured then shares
+# the machine with it.
+settle() {
+	local i=0 t0 t1
+
+	t0=$(cpu_ticks)
+	while [ $i -lt 60 ]; do
+		sleep 1
+		t1=$(cpu_ticks)
+		if echo "$t0 $t1" |
+		   awk '{ exit !(($3 - $1) * 20 < $4 - $2) }'; then
+			say "settled: idle after $i s"
+			return 0
+		fi
+		t0=$t1
+		i=$((i + 1))
+	done
+	say "settle: still busy after $i s, measuring anyway"
+}
+
 # --- main ------------------------------------------------------------------
 
 say "kernel $(uname -r), $(nproc) CPUs, $(grep MemTotal /proc/meminfo)"
-say "rounds $rounds, measure $secs s ($(window x-1048576) s for 1 MiB rows) after $warmup s warm-up, quick $quick"
+say "rounds $rounds, measure $secs s after $warmup s warm-up, quick $quick"
 # 1000 connections with full queues must not push TCP into memory
 # pressure, which would measure the pressure instead of the module.
 echo "2000000 3000000 4000000" >/proc/sys/net/ipv4/tcp_mem
@@ -283,6 +311,7 @@ if [ $diagnose = 1 ]; then
 else
 	workloads >/tmp/workloads
 fi
+settle
 start=$(date +%s)
 round=1
 while [ $round -le "$rounds" ]; do
@@ -299,7 +328,7 @@ while [ $round -le "$rounds" ]; do
 					$(args_of "$var") \
 					$(frame_msgs "$var" "${wl#frame-}") ;;
 			*)   measure $round "$wl" "$var" $opts $(args_of "$var") \
-					--secs "$(window "$wl")" --warmup "$warmup" ;;
+					--secs "$secs" --warmup "$warmup" ;;
 			esac
 		done
 		idx=$((idx + 1))

@@ -10,6 +10,8 @@
 # kcm.ko, user-space framing over TCP and raw TCP on the same kernel, one
 # workload at a time with every variant back to back, the whole list
 # repeated --rounds times (default 3; --quick: 1 round, a few workloads).
+# Each measurement counts --secs (default 3 s; --quick: 1 s) after a
+# --warmup of 0.4 s; the guest first waits until its CPUs are idle.
 # Default kernel: the newest supported 6.12.
 #
 # Results in build/bench/ (DIR):
