@@ -62,6 +62,10 @@
 /* kcmux_frame_header() delivered a whole small message from the view. */
 #define KCMUX_FRAME_DONE	2
 
+/*
+ * The view is linear and nothing is put into it beyond its tailroom, so
+ * it is handled with __skb_put()/__skb_trim(): this is per message.
+ */
 static struct sk_buff *kcmux_view_alloc(struct kcmux_psock *psock,
 					unsigned int size)
 {
@@ -86,7 +90,7 @@ static int kcmux_view_grow(struct kcmux_psock *psock, unsigned int size)
 	if (!view)
 		return -ENOMEM;
 	if (f->view) {
-		skb_copy_bits(f->view, 0, skb_put(view, f->view->len),
+		skb_copy_bits(f->view, 0, __skb_put(view, f->view->len),
 			      f->view->len);
 		consume_skb(f->view);
 	}
@@ -139,6 +143,11 @@ static u32 kcmux_tcp_peek(struct sock *sk, struct sk_buff *skb,
 	u32 seq = TCP_SKB_CB(skb)->seq + pos;
 	u32 copied = 0;
 
+	/* Usually a header lies whole in the skb it starts in. */
+	if (likely(len <= skb->len - pos)) {
+		skb_copy_bits(skb, pos, to, len);
+		return len;
+	}
 	/* Queued skbs may overlap (retransmits): place each by sequence. */
 	while (copied < len && skb) {
 		u32 off = seq - TCP_SKB_CB(skb)->seq;
@@ -167,7 +176,7 @@ static void kcmux_frame_reset(struct kcmux_frame *f)
 	f->asked = 0;
 	f->pending = false;
 	if (f->view)
-		skb_trim(f->view, 0);
+		__skb_trim(f->view, 0);
 }
 
 /* A message of len bytes is complete: its assembly clock stops. */
@@ -464,15 +473,15 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 	peek = f->last_len > KCMUX_PACK_MSG_MAX ? KCMUX_PEEK_MIN :
 	       max_t(u32, f->last_len, KCMUX_PEEK_MIN);
 	for (;;) {
-		skb_trim(f->view, prev);
+		__skb_trim(f->view, prev);
 		want = min3(seen, (size_t)skb_tailroom(f->view), peek);
 		if (prev) {
 			take = want;
-			skb_copy_bits(skb, pos, skb_put(f->view, take), take);
+			skb_copy_bits(skb, pos, __skb_put(f->view, take), take);
 		} else {
 			take = kcmux_tcp_peek(sk, skb, pos,
 					      skb_tail_pointer(f->view), want);
-			skb_put(f->view, take);
+			__skb_put(f->view, take);
 			/* rcv_nxt also counts a FIN. */
 			if (take < want)
 				seen = take;
@@ -506,7 +515,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 			}
 			/* Too big to leave in TCP: keep what this skb has. */
 			take = min_t(size_t, left, take);
-			skb_trim(f->view, prev + take);
+			__skb_trim(f->view, prev + take);
 			f->have = prev + take;
 			*used = take;
 			return 0;
@@ -515,7 +524,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 			psock->stats.rx_too_big++;
 			return -EMSGSIZE;
 		}
-		skb_trim(f->view, prev);
+		__skb_trim(f->view, prev);
 		if (kcmux_view_grow(psock, min3(rcvbuf, (u32)KCMUX_VIEW_MAX,
 						(u32)(2 * (prev + take)))))
 			return -ENOMEM;
@@ -550,7 +559,7 @@ static int kcmux_frame_header(struct kcmux_psock *psock, struct sk_buff *skb,
 		unsigned int from = pos + f->view->len - prev;
 		u32 more = len - f->view->len;
 
-		skb_copy_bits(skb, from, skb_put(f->view, more), more);
+		skb_copy_bits(skb, from, __skb_put(f->view, more), more);
 		take = len - prev;
 	}
 
