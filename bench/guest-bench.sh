@@ -5,7 +5,7 @@
 # booted without any AF_KCM module).
 #
 #   guest-bench.sh [--quick | --diagnose] [--rounds N] [--secs S]
-#                  [--warmup S] [DIR]
+#                  [--warmup S] [--batch] [DIR]
 #
 # DIR (default /bench) holds kcm_bench, kcmux.ko and the kernel's own
 # kcm.ko.  Every workload is measured on every variant back to back, the
@@ -15,6 +15,10 @@
 # alike.  Output, one line per measurement, for bench/report.py:
 #
 #   R <round> <workload> <variant> <json from kcm_bench>
+#
+# --batch: every row but the psock series (which is measured with every
+# queue full) is timed as a batch from idle buffers to idle buffers
+# (kcm_bench --batch) instead of counted over a window.
 #
 # --diagnose: instead of the workloads of the issue, the ones where kcmux
 # lost, each also with a KCM receive buffer too large to ever fill (the
@@ -50,6 +54,7 @@ secs=
 warmup=0.4
 quick=0
 diagnose=0
+batch=
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -58,6 +63,7 @@ while [ $# -gt 0 ]; do
 	--rounds) rounds=$2; shift ;;
 	--secs)   secs=$2; shift ;;
 	--warmup) warmup=$2; shift ;;
+	--batch)  batch=--batch ;;
 	-*)       echo "guest-bench: unknown option $1" >&2; exit 2 ;;
 	*)        dir=$1 ;;
 	esac
@@ -275,7 +281,7 @@ settle() {
 # --- main ------------------------------------------------------------------
 
 say "kernel $(uname -r), $(nproc) CPUs, $(grep MemTotal /proc/meminfo)"
-say "rounds $rounds, measure $secs s after $warmup s warm-up, quick $quick"
+say "rounds $rounds, measure $secs s after $warmup s warm-up, quick $quick${batch:+, as batches}"
 # 1000 connections with full queues must not push TCP into memory
 # pressure, which would measure the pressure instead of the module.
 echo "2000000 3000000 4000000" >/proc/sys/net/ipv4/tcp_mem
@@ -327,8 +333,12 @@ while [ $round -le "$rounds" ]; do
 			frame*) measure $round "$wl" "$var" $opts \
 					$(args_of "$var") \
 					$(frame_msgs "$var" "${wl#frame-}") ;;
-			*)   measure $round "$wl" "$var" $opts $(args_of "$var") \
+			*" --prefill"*)
+			     measure $round "$wl" "$var" $opts \
+					$(args_of "$var") \
 					--secs "$secs" --warmup "$warmup" ;;
+			*)   measure $round "$wl" "$var" $opts $(args_of "$var") \
+					--secs "$secs" --warmup "$warmup" $batch ;;
 			esac
 		done
 		idx=$((idx + 1))

@@ -8,7 +8,7 @@
  *                 [--psocks N] [--socks M] [--recvmmsg] [--parser len|fixed|pinned:PATH]
  *                 [--bufsize BYTES] [--chunk BYTES] [--warmup SECS]
  *                 [--secs SECS] [--drain SECS] [--kcm-rcvbuf BYTES] [--prefill]
- *                 [--label NAME] [--expect kcmux|kcm|none]
+ *                 [--batch] [--label NAME] [--expect kcmux|kcm|none]
  *   kcm_bench mem --impl kcm|framing|user [--parser len|fixed|pinned:PATH] [--msgs N]
  *                 [--label NAME] [--expect kcmux|kcm|none]
  *   kcm_bench frame --impl kcm|framing [--parser len|fixed|pinned:PATH] [--size BYTES]
@@ -41,12 +41,21 @@
  * frame: the same fill, timed: the cost of framing and queueing a message
  *     with nobody reading (the parser's share shows here, not behind a
  *     busy reader).
+ *
+ * A run counts, after --warmup, the messages that arrive in --secs.  With
+ * --batch it times a batch instead: after the warm-up the senders stop
+ * and everything they wrote is read, then a batch of messages (about
+ * --secs at the warm-up's rate) goes from idle buffers to idle buffers,
+ * timed from letting the senders go to the arrival of its last message.
+ * A count over a window also counts how much fuller or emptier the
+ * buffers between sender and receiver got during it; a batch does not.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdarg.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -88,6 +97,7 @@ static struct {
 	int bufsize;
 	int drain_ms;		/* bound of "everything sent arrives" */
 	bool prefill;		/* rx: fill every connection before reading */
+	bool batch;		/* time a batch from idle to idle (above) */
 	int chunk;		/* bytes per write of the rx peer (whole messages) */
 	int kcm_rcvbuf;		/* SO_RCVBUF of the KCM sockets, if not bufsize */
 	uint64_t msgs;		/* mem: messages queued in phase 1 */
@@ -189,6 +199,27 @@ struct lane {
 	uint64_t *sum;
 } __attribute__((aligned(64)));
 
+/*
+ * --batch: what has arrived (messages; raw: bytes), and where the batch
+ * ends.  The arrival that reaches the end stamps the time and posts
+ * batch_done.
+ */
+static _Atomic uint64_t arrived;
+static _Atomic uint64_t batch_end = UINT64_MAX;
+static double batch_done_at;
+static sem_t batch_done;
+
+static void batch_arrive(uint64_t units)
+{
+	uint64_t now = atomic_fetch_add(&arrived, units) + units;
+	uint64_t end = atomic_load(&batch_end);
+
+	if (now >= end && now - units < end) {
+		batch_done_at = now_s();
+		sem_post(&batch_done);
+	}
+}
+
 static void lane_init(struct lane *l, uint32_t flow_base, uint32_t nflows)
 {
 	l->flow_base = flow_base;
@@ -207,6 +238,8 @@ static inline void lane_add(struct lane *l, uint64_t msgs, uint64_t bytes)
 	atomic_store_explicit(&l->bytes,
 			      atomic_load_explicit(&l->bytes, memory_order_relaxed) + bytes,
 			      memory_order_relaxed);
+	if (cfg.batch)
+		batch_arrive(cfg.impl == IMPL_RAW ? bytes : msgs);
 }
 
 /* Checks one received message of n bytes and accounts it. */
@@ -714,6 +747,78 @@ static bool interrupted(int err)
 	return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
 }
 
+/*
+ * Messages the senders may still write: unlimited, except that --batch
+ * closes it after the warm-up and then opens it for the batch alone.
+ */
+#define BUDGET_UNLIMITED	(INT64_MAX / 2)
+
+static _Atomic int64_t budget = BUDGET_UNLIMITED;
+static pthread_mutex_t budget_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t budget_cond = PTHREAD_COND_INITIALIZER;
+
+static bool senders_stopped(void)
+{
+	return atomic_load_explicit(&stop_send, memory_order_relaxed) ||
+	       atomic_load(&failed);
+}
+
+/* Until the budget is not empty or the senders are stopped. */
+static void budget_wait(void)
+{
+	struct timespec ts;
+
+	pthread_mutex_lock(&budget_lock);
+	while (atomic_load(&budget) <= 0 && !senders_stopped()) {
+		/* A failure is not signalled: look again now and then. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += POLL_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&budget_cond, &budget_lock, &ts);
+	}
+	pthread_mutex_unlock(&budget_lock);
+}
+
+/*
+ * Takes up to want messages of the budget, waiting while it is empty
+ * unless nowait.  0 once the senders are stopped, or if nowait and the
+ * budget is empty.
+ */
+static uint32_t budget_take(uint32_t want, bool nowait)
+{
+	int64_t b;
+
+	for (;;) {
+		if (senders_stopped())
+			return 0;
+		b = atomic_load(&budget);
+		while (b > 0) {
+			int64_t n = b < want ? b : want;
+
+			if (atomic_compare_exchange_weak(&budget, &b, b - n))
+				return (uint32_t)n;
+		}
+		if (nowait)
+			return 0;
+		budget_wait();
+	}
+}
+
+/* Sets the budget and wakes its waiters; returns what was left of it. */
+static int64_t budget_set(int64_t n)
+{
+	int64_t left;
+
+	pthread_mutex_lock(&budget_lock);
+	left = atomic_exchange(&budget, n);
+	pthread_cond_broadcast(&budget_cond);
+	pthread_mutex_unlock(&budget_lock);
+	return left;
+}
+
 /* Blocking send of all of buf on a TCP socket.  false on error. */
 static bool send_all(int fd, const uint8_t *buf, size_t len)
 {
@@ -742,21 +847,31 @@ struct peer_conn {
 	uint32_t seq;		/* last sequence number stamped */
 	uint64_t done_msgs;	/* messages whose last byte was written */
 	uint8_t *chunk;
-	size_t len, off;
+	size_t len, off;	/* len 0: no chunk begun */
+	uint32_t msgs;		/* in the chunk */
 	uint32_t per_chunk;
 	bool retired;
+	bool parked;		/* out of the epoll set until there is budget */
 };
 
-static void peer_fill(struct peer_conn *pc)
+/*
+ * Begins pc's next chunk: as many messages as a chunk holds, or as the
+ * budget has left.  false if there is no budget (see budget_take()).
+ */
+static bool peer_next(struct peer_conn *pc, bool nowait)
 {
-	uint32_t i;
+	uint32_t i, n = budget_take(pc->per_chunk, nowait);
 
+	if (!n)
+		return false;
 	pc->off = 0;
-	if (cfg.impl == IMPL_RAW)
-		return;
-	for (i = 0; i < pc->per_chunk; i++)
-		msg_stamp(pc->chunk + (size_t)i * cfg.size, cfg.size,
-			  ++pc->seq, pc->flow);
+	pc->msgs = n;
+	pc->len = (size_t)n * cfg.size;
+	if (cfg.impl != IMPL_RAW)
+		for (i = 0; i < n; i++)
+			msg_stamp(pc->chunk + (size_t)i * cfg.size, cfg.size,
+				  ++pc->seq, pc->flow);
+	return true;
 }
 
 static void peer_conn_init(struct peer_conn *pc, int fd, uint32_t flow)
@@ -766,12 +881,13 @@ static void peer_conn_init(struct peer_conn *pc, int fd, uint32_t flow)
 	pc->fd = fd;
 	pc->flow = flow;
 	pc->per_chunk = cfg.size >= target ? 1 : target / cfg.size;
-	pc->len = (size_t)pc->per_chunk * cfg.size;
-	pc->chunk = xcalloc(1, pc->len);
-	peer_fill(pc);
+	pc->chunk = xcalloc(pc->per_chunk, cfg.size);
 }
 
-/* Writes more of pc's chunk.  true if the chunk was completed. */
+/*
+ * Writes more of pc's chunk.  true if the chunk was completed; pc then
+ * has none begun.
+ */
 static bool peer_write(struct peer_conn *pc, int flags)
 {
 	ssize_t n = send(pc->fd, pc->chunk + pc->off, pc->len - pc->off,
@@ -785,7 +901,8 @@ static bool peer_write(struct peer_conn *pc, int flags)
 	pc->off += n;
 	if (pc->off < pc->len)
 		return false;
-	pc->done_msgs += pc->per_chunk;
+	pc->done_msgs += pc->msgs;
+	pc->len = 0;
 	return true;
 }
 
@@ -822,19 +939,35 @@ static void peer_prefill(struct peer_conn *pcs)
 	while (more && !atomic_load(&failed)) {
 		more = false;
 		for (i = 0; i < cfg.psocks; i++) {
-			while (peer_write(&pcs[i], MSG_DONTWAIT)) {
-				peer_fill(&pcs[i]);
+			while ((pcs[i].len || peer_next(&pcs[i], true)) &&
+			       peer_write(&pcs[i], MSG_DONTWAIT))
 				more = true;
-			}
 		}
 	}
+}
+
+/* Takes pc out of the epoll set: no budget for its next chunk. */
+static void peer_park(int ep, struct peer_conn *pc)
+{
+	struct epoll_event e = { .events = 0, .data.ptr = pc };
+
+	epoll_ctl(ep, EPOLL_CTL_MOD, pc->fd, &e);
+	pc->parked = true;
+}
+
+static void peer_unpark(int ep, struct peer_conn *pc)
+{
+	struct epoll_event e = { .events = EPOLLOUT, .data.ptr = pc };
+
+	epoll_ctl(ep, EPOLL_CTL_MOD, pc->fd, &e);
+	pc->parked = false;
 }
 
 static void *rx_peer_thread(void *arg)
 {
 	struct peer_conn *pcs = xcalloc(cfg.psocks, sizeof(*pcs));
 	struct epoll_event ev[64];
-	int i, n, ep = -1, active = cfg.psocks;
+	int i, n, ep = -1, active = cfg.psocks, busy = 0, parked = 0;
 	double stop_at = 0;
 
 	(void)arg;
@@ -850,14 +983,15 @@ static void *rx_peer_thread(void *arg)
 		struct peer_conn *pc = &pcs[0];
 
 		while (!atomic_load(&failed) && !peer_gave_up(&stop_at)) {
-			if (atomic_load_explicit(&stop_send, memory_order_relaxed) &&
-			    pc->off == 0)
+			/* A chunk not begun before the stop is never written. */
+			if (!pc->len && !peer_next(pc, false))
 				break;
-			if (peer_write(pc, 0))
-				peer_fill(pc);
+			peer_write(pc, 0);
 		}
 		goto out;
 	}
+	for (i = 0; i < cfg.psocks; i++)
+		busy += pcs[i].len != 0;
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	for (i = 0; i < cfg.psocks; i++) {
 		struct epoll_event e = { .events = EPOLLOUT, .data.ptr = &pcs[i] };
@@ -870,29 +1004,47 @@ static void *rx_peer_thread(void *arg)
 						     memory_order_relaxed);
 
 		if (stopping) {
-			/* A chunk not started is never written. */
+			/* A chunk not begun is never written. */
 			for (i = 0; i < cfg.psocks; i++)
-				if (!pcs[i].retired && pcs[i].off == 0) {
+				if (!pcs[i].retired && !pcs[i].len) {
 					pcs[i].retired = true;
 					epoll_ctl(ep, EPOLL_CTL_DEL, pcs[i].fd, NULL);
 					active--;
 				}
+		} else if (parked && !busy) {
+			/* Every chunk begun is written: wait for budget. */
+			budget_wait();
+			for (i = 0; i < cfg.psocks; i++)
+				if (pcs[i].parked)
+					peer_unpark(ep, &pcs[i]);
+			parked = 0;
+			continue;
 		}
 		n = epoll_wait(ep, ev, 64, POLL_MS);
 		for (i = 0; i < n; i++) {
 			struct peer_conn *pc = ev[i].data.ptr;
 
-			if (pc->retired)
+			if (pc->retired || pc->parked)
 				continue;
+			if (!pc->len) {
+				if (stopping)
+					continue;
+				if (!peer_next(pc, true)) {
+					peer_park(ep, pc);
+					parked++;
+					continue;
+				}
+				busy++;
+			}
 			if (peer_write(pc, MSG_DONTWAIT))
-				peer_fill(pc);
+				busy--;
 		}
 	}
 out:
 	for (i = 0; i < cfg.psocks; i++)
 		sent[i] = pcs[i].done_msgs;
 	if (cfg.impl == IMPL_RAW)
-		sent[0] = pcs[0].done_msgs * pcs[0].len;	/* bytes */
+		sent[0] = pcs[0].done_msgs * cfg.size;	/* bytes */
 	if (ep >= 0)
 		close(ep);
 	for (i = 0; i < cfg.psocks; i++)
@@ -1052,15 +1204,14 @@ static void *tx_app_thread(void *arg)
 	int c = (int)t;
 
 	if (cfg.impl == IMPL_RAW) {
-		while (!atomic_load_explicit(&stop_send, memory_order_relaxed) &&
+		while (budget_take(1, false) &&
 		       send_all(conns[0].app, buf, cfg.size))
 			seq++;
 		sent[0] = (uint64_t)seq * cfg.size;
 		free(buf);
 		return NULL;
 	}
-	while (!atomic_load_explicit(&stop_send, memory_order_relaxed) &&
-	       !atomic_load(&failed)) {
+	while (budget_take(1, false)) {
 		msg_stamp(buf, cfg.size, seq + 1, t);
 		if (cfg.impl == IMPL_USER) {
 			/* Thread t owns connections t, t + M, t + 2M...: in turn. */
@@ -1216,6 +1367,74 @@ static void drain_wait(void)
 	}
 }
 
+/* Until units (messages; raw: bytes) have arrived.  false if they did not. */
+static bool wait_arrived(uint64_t units)
+{
+	double deadline = now_s() + cfg.drain_ms / 1000.0;
+
+	while (atomic_load(&arrived) < units) {
+		if (atomic_load(&failed))
+			return false;
+		if (now_s() > deadline) {
+			fail("warm-up: %llu of %llu %s arrived",
+			     (unsigned long long)atomic_load(&arrived),
+			     (unsigned long long)units,
+			     cfg.impl == IMPL_RAW ? "bytes" : "messages");
+			return false;
+		}
+		kcm_msleep(10);
+	}
+	return true;
+}
+
+/*
+ * --batch, after the warm-up: stops the senders, waits until all they
+ * wrote has arrived, then times a batch of messages sized to take about
+ * cfg.secs at rate (units a second, from the warm-up), from letting the
+ * senders go to the arrival of its last message.  The senders wait for
+ * budget after it.
+ */
+static void run_batch(struct snap *s0, struct snap *s1, double rate)
+{
+	uint64_t unit = cfg.impl == IMPL_RAW ? cfg.size : 1;
+	uint64_t granted = BUDGET_UNLIMITED - budget_set(0);
+	uint64_t n = (uint64_t)(rate / unit * cfg.secs);
+	double deadline;
+	struct timespec ts;
+
+	if (n < 16)
+		n = 16;
+	if (!wait_arrived(granted * unit)) {
+		snap_start(s0);
+		snap_end(s1);
+		return;
+	}
+	atomic_store(&batch_end, (granted + n) * unit);
+	snap_start(s0);
+	budget_set((int64_t)n);
+	deadline = now_s() + cfg.drain_ms / 1000.0 + 20 * cfg.secs;
+	for (;;) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += POLL_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (!sem_timedwait(&batch_done, &ts))
+			break;
+		if (atomic_load(&failed))
+			break;
+		if (now_s() > deadline) {
+			fail("the batch of %llu messages did not arrive",
+			     (unsigned long long)n);
+			break;
+		}
+	}
+	snap_end(s1);
+	if (!atomic_load(&failed))
+		s1->t = batch_done_at;
+}
+
 static void check_module(void)
 {
 	bool kcmux = access("/sys/module/kcmux", F_OK) == 0;
@@ -1278,6 +1497,9 @@ static int cmd_run(void)
 		die("--recvmmsg: AF_KCM receive only");
 	if (cfg.mmsg && cfg.size > 65536)
 		die("--recvmmsg: messages up to 64 KiB");
+	if (cfg.batch && (cfg.prefill || cfg.warmup <= 0))
+		die("--batch: needs a warm-up, and no --prefill");
+	sem_init(&batch_done, 0, 0);
 	setup_ns();
 	default_sizes();
 	conns = make_conns(cfg.psocks, cfg.bufsize);
@@ -1333,12 +1555,25 @@ static int cmd_run(void)
 			napp_clocks = i + 1;
 	have_peer_clock = !pthread_getcpuclockid(peer, &peer_clock);
 
-	sleep_s(cfg.warmup);
-	snap_start(&s0);
-	sleep_s(cfg.secs);
-	snap_end(&s1);
+	if (cfg.batch) {
+		/* The rate of the warm-up's second half sizes the batch. */
+		uint64_t half;
+
+		sleep_s(cfg.warmup / 2);
+		half = atomic_load(&arrived);
+		sleep_s(cfg.warmup / 2);
+		run_batch(&s0, &s1, (atomic_load(&arrived) - half) /
+				    (cfg.warmup / 2));
+	} else {
+		sleep_s(cfg.warmup);
+		snap_start(&s0);
+		sleep_s(cfg.secs);
+		snap_end(&s1);
+	}
 
 	atomic_store(&stop_send, true);
+	/* Senders waiting for budget see the stop. */
+	budget_set(0);
 	if (!cfg.tx) {
 		join(peer, "the peer");
 		if (!stuck)
@@ -1368,7 +1603,7 @@ static int cmd_run(void)
 		json_head("run");
 		printf(",\"dir\":\"%s\",\"size\":%u,\"psocks\":%d,\"socks\":%d,"
 		       "\"recv\":\"%s\",\"parser\":\"%s\",\"bufsize\":%d,\"chunk\":%d,"
-		       "\"prefill\":%s,"
+		       "\"prefill\":%s,\"batch\":%s,"
 		       "\"warmup\":%.2f,\"secs\":%.3f,"
 		       "\"msgs_per_s\":%.1f,\"bytes_per_s\":%.1f,"
 		       "\"msgs_total\":%llu,\"bytes_total\":%llu",
@@ -1377,7 +1612,8 @@ static int cmd_run(void)
 		       cfg.impl == IMPL_KCM ? parser_name() :
 		       cfg.impl == IMPL_FRAMING ? "framing" : "user",
 		       cfg.bufsize, cfg.tx ? 0 : cfg.chunk,
-		       cfg.prefill ? "true" : "false", cfg.warmup, dt,
+		       cfg.prefill ? "true" : "false",
+		       cfg.batch ? "true" : "false", cfg.warmup, dt,
 		       (s1.msgs - s0.msgs) / dt, (s1.bytes - s0.bytes) / dt,
 		       (unsigned long long)tm, (unsigned long long)tb);
 		if (ticks > 0)
@@ -1720,7 +1956,7 @@ static void usage(void)
 		"       kcm_bench run --impl kcm|framing|user|raw --dir rx|tx --size BYTES\n"
 		"                 [--psocks N] [--socks M] [--recvmmsg] [--parser len|fixed|pinned:PATH]\n"
 		"                 [--bufsize BYTES] [--chunk BYTES] [--warmup SECS] [--secs SECS]\n"
-		"                 [--drain SECS] [--kcm-rcvbuf BYTES] [--prefill]\n"
+		"                 [--drain SECS] [--kcm-rcvbuf BYTES] [--prefill] [--batch]\n"
 		"                 [--label NAME] [--expect kcmux|kcm|none]\n"
 		"       kcm_bench mem --impl kcm|framing|user [--parser len|fixed|pinned:PATH] [--msgs N]\n"
 		"                 [--label NAME] [--expect kcmux|kcm|none]\n"
@@ -1746,6 +1982,10 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(o, "--prefill")) {
 			cfg.prefill = true;
+			continue;
+		}
+		if (!strcmp(o, "--batch")) {
+			cfg.batch = true;
 			continue;
 		}
 		if (!v)

@@ -4,7 +4,7 @@
 # run.sh - the kcmux benchmark (what `make bench` runs).
 #
 #   bench/run.sh [--kernel REL|6.1|6.12] [--quick | --diagnose] [--rounds N]
-#                [--secs S] [--warmup S] [--no-build] [--out DIR]
+#                [--secs S] [--warmup S] [--batch] [--no-build] [--out DIR]
 #
 # One VM boot per run: the guest measures kcmux.ko, the kernel's own
 # kcm.ko, user-space framing over TCP and raw TCP on the same kernel, one
@@ -21,6 +21,12 @@
 #   REL-DATE.svg   ratios kcmux/in-tree and kcmux/raw TCP per workload
 #   REL-DATE.log   the guest kernel's log
 # and REL-latest.{json,md,svg} pointing at the newest full run.
+#
+# --batch: time every row but the psock series as a batch of messages
+# moved from idle buffers to idle buffers (kcm_bench --batch) instead of
+# counting a window of the steady stream; results in REL-DATE-batch.*
+# (see Documentation/performance.md, "Counting a window, timing a
+# batch").
 #
 # --diagnose: the workloads where kcmux lost, also with a KCM receive
 # buffer that never fills, for the CPU-per-message split (application,
@@ -49,6 +55,7 @@ cmdline="bench/run.sh $*"
 kernel=
 quick=0
 diagnose=0
+batch=0
 rounds=
 secs=
 warmup=
@@ -73,6 +80,7 @@ while (($#)); do
 	--rounds)   rounds=${2:?}; shift ;;
 	--secs)     secs=${2:?}; shift ;;
 	--warmup)   warmup=${2:?}; shift ;;
+	--batch)    batch=1 ;;
 	--no-build) build=0 ;;
 	--out)      out=${2:?}; shift ;;
 	-h|--help)  usage ;;
@@ -155,6 +163,10 @@ if ((diagnose)); then
 	gargs+=(--diagnose)
 	base=$base-diagnose
 fi
+if ((batch)); then
+	gargs+=(--batch)
+	base=$base-batch
+fi
 if [[ -n $rounds ]]; then
 	gargs+=(--rounds "$rounds")
 elif ((quick)); then
@@ -186,8 +198,8 @@ if command -v gnuplot >/dev/null; then
 else
 	echo "$PROG: gnuplot missing (scripts/deps.sh bench): no plot" >&2
 fi
-# Only a full run is the "latest" result.
-if ((!diagnose && !quick)); then
+# Only a full run of the usual kind is the "latest" result.
+if ((!diagnose && !quick && !batch)); then
 	for ext in json md svg; do
 		[[ -f $base.$ext ]] && ln -sfn "${base##*/}.$ext" "$out/$rel-latest.$ext"
 	done
