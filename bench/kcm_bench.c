@@ -596,7 +596,38 @@ static void kstats_read(struct kstats *ks)
  */
 struct tcpstat {
 	long long in_segs, out_segs, retrans;
+	long long data_segs;	/* sent with new data (TCPOrigDataSent) */
+	long long delayed_acks;	/* delayed ACK timers that fired */
 };
+
+#define TCPEXT_LINE	8192
+#define TCPEXT_WORDS	256
+
+/* The TcpExt counters of tcpstat from /proc/net/netstat. */
+static void tcpext_read(struct tcpstat *t)
+{
+	static char hdr[TCPEXT_LINE], val[TCPEXT_LINE];
+	char *hw[TCPEXT_WORDS], *vw[TCPEXT_WORDS];
+	int nh, nv, i;
+	FILE *f = fopen("/proc/net/netstat", "re");
+
+	if (!f)
+		return;
+	while (fgets(hdr, sizeof(hdr), f)) {
+		if (strncmp(hdr, "TcpExt:", 7) || !fgets(val, sizeof(val), f))
+			continue;
+		nh = kcm_words(hdr, hw, TCPEXT_WORDS);
+		nv = kcm_words(val, vw, TCPEXT_WORDS);
+		for (i = 1; i < nh && i < nv; i++) {
+			if (!strcmp(hw[i], "TCPOrigDataSent"))
+				t->data_segs = strtoll(vw[i], NULL, 10);
+			else if (!strcmp(hw[i], "DelayedACKs"))
+				t->delayed_acks = strtoll(vw[i], NULL, 10);
+		}
+		break;
+	}
+	fclose(f);
+}
 
 static void tcpstat_read(struct tcpstat *t)
 {
@@ -627,6 +658,7 @@ static void tcpstat_read(struct tcpstat *t)
 		break;
 	}
 	fclose(f);
+	tcpext_read(t);
 }
 
 struct cpustat {
@@ -1626,10 +1658,13 @@ static int cmd_run(void)
 		printf(",\"threads_cpu\":{\"app\":%.3f,\"peer\":%.3f}",
 		       (s1.app_cpu - s0.app_cpu) / dt,
 		       (s1.peer_cpu - s0.peer_cpu) / dt);
-		printf(",\"tcp\":{\"in_segs\":%lld,\"out_segs\":%lld,\"retrans\":%lld}",
+		printf(",\"tcp\":{\"in_segs\":%lld,\"out_segs\":%lld,\"retrans\":%lld,"
+		       "\"data_segs\":%lld,\"delayed_acks\":%lld}",
 		       s1.tcp.in_segs - s0.tcp.in_segs,
 		       s1.tcp.out_segs - s0.tcp.out_segs,
-		       s1.tcp.retrans - s0.tcp.retrans);
+		       s1.tcp.retrans - s0.tcp.retrans,
+		       s1.tcp.data_segs - s0.tcp.data_segs,
+		       s1.tcp.delayed_acks - s0.tcp.delayed_acks);
 		json_kstats(&s0.ks, &s1.ks);
 		if (s0.kcm_q >= 0)
 			printf(",\"kcm_queue_start\":{\"msgs\":%lld,\"rmem\":%lld}",
