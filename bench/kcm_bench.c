@@ -600,30 +600,35 @@ struct tcpstat {
 	long long delayed_acks;	/* delayed ACK timers that fired */
 };
 
-#define TCPEXT_LINE	8192
-#define TCPEXT_WORDS	256
+#define SNMP_LINE	8192
+#define SNMP_WORDS	256
 
-/* The TcpExt counters of tcpstat from /proc/net/netstat. */
-static void tcpext_read(struct tcpstat *t)
+/*
+ * The counters of one protocol in a /proc/net/snmp-style file, where a
+ * line of names ("Tcp: InSegs ...") is followed by one of values: each
+ * name listed in names[] (NULL-terminated) is stored to *vals[i].
+ */
+static void snmp_read(const char *path, const char *proto,
+		      const char *const names[], long long *const vals[])
 {
-	static char hdr[TCPEXT_LINE], val[TCPEXT_LINE];
-	char *hw[TCPEXT_WORDS], *vw[TCPEXT_WORDS];
-	int nh, nv, i;
-	FILE *f = fopen("/proc/net/netstat", "re");
+	static char hdr[SNMP_LINE], val[SNMP_LINE];
+	char *hw[SNMP_WORDS], *vw[SNMP_WORDS];
+	size_t plen = strlen(proto);
+	int nh, nv, i, k;
+	FILE *f = fopen(path, "re");
 
 	if (!f)
 		return;
 	while (fgets(hdr, sizeof(hdr), f)) {
-		if (strncmp(hdr, "TcpExt:", 7) || !fgets(val, sizeof(val), f))
+		if (strncmp(hdr, proto, plen) || hdr[plen] != ':' ||
+		    !fgets(val, sizeof(val), f))
 			continue;
-		nh = kcm_words(hdr, hw, TCPEXT_WORDS);
-		nv = kcm_words(val, vw, TCPEXT_WORDS);
-		for (i = 1; i < nh && i < nv; i++) {
-			if (!strcmp(hw[i], "TCPOrigDataSent"))
-				t->data_segs = strtoll(vw[i], NULL, 10);
-			else if (!strcmp(hw[i], "DelayedACKs"))
-				t->delayed_acks = strtoll(vw[i], NULL, 10);
-		}
+		nh = kcm_words(hdr, hw, SNMP_WORDS);
+		nv = kcm_words(val, vw, SNMP_WORDS);
+		for (i = 1; i < nh && i < nv; i++)
+			for (k = 0; names[k]; k++)
+				if (!strcmp(hw[i], names[k]))
+					*vals[k] = strtoll(vw[i], NULL, 10);
 		break;
 	}
 	fclose(f);
@@ -631,34 +636,19 @@ static void tcpext_read(struct tcpstat *t)
 
 static void tcpstat_read(struct tcpstat *t)
 {
-	char hdr[1024], val[1024];
-	char *hw[KCM_PROC_MAXWORDS], *vw[KCM_PROC_MAXWORDS];
-	int nh, nv, i;
-	FILE *f;
+	static const char *const tcp[] = {
+		"InSegs", "OutSegs", "RetransSegs", NULL
+	};
+	static const char *const tcpext[] = {
+		"TCPOrigDataSent", "DelayedACKs", NULL
+	};
 
 	memset(t, 0, sizeof(*t));
-	f = fopen("/proc/net/snmp", "re");
-	if (!f)
-		return;
-	while (fgets(hdr, sizeof(hdr), f)) {
-		if (strncmp(hdr, "Tcp:", 4) || !fgets(val, sizeof(val), f))
-			continue;
-		nh = kcm_words(hdr, hw, KCM_PROC_MAXWORDS);
-		nv = kcm_words(val, vw, KCM_PROC_MAXWORDS);
-		for (i = 1; i < nh && i < nv; i++) {
-			long long v = strtoll(vw[i], NULL, 10);
-
-			if (!strcmp(hw[i], "InSegs"))
-				t->in_segs = v;
-			else if (!strcmp(hw[i], "OutSegs"))
-				t->out_segs = v;
-			else if (!strcmp(hw[i], "RetransSegs"))
-				t->retrans = v;
-		}
-		break;
-	}
-	fclose(f);
-	tcpext_read(t);
+	snmp_read("/proc/net/snmp", "Tcp", tcp,
+		  (long long *const []){ &t->in_segs, &t->out_segs,
+					 &t->retrans });
+	snmp_read("/proc/net/netstat", "TcpExt", tcpext,
+		  (long long *const []){ &t->data_segs, &t->delayed_acks });
 }
 
 struct cpustat {
