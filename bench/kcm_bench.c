@@ -651,6 +651,45 @@ static void tcpstat_read(struct tcpstat *t)
 		  (long long *const []){ &t->data_segs, &t->delayed_acks });
 }
 
+/*
+ * TCP_INFO as the kernel fills it: glibc's struct tcp_info stops at
+ * tcpi_total_retrans, and the kernel's only ever grows at the end.
+ */
+struct tcp_info_more {
+	struct tcp_info base;
+	uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
+	uint32_t segs_out, segs_in, notsent_bytes, min_rtt;
+};
+
+_Static_assert(offsetof(struct tcp_info_more, pacing_rate) == 104,
+	       "glibc's struct tcp_info is not the kernel's first 104 bytes");
+
+/*
+ * What the data's sender thinks of the path as the measurement ends:
+ * TCP sizes its segments by the pacing rate and the minimum RTT
+ * (tcp_tso_autosize()), which is how a receiver that acknowledges
+ * later or sooner changes the segments it gets.
+ */
+struct sndinfo {
+	bool ok;
+	uint32_t rtt_us, min_rtt_us, cwnd;
+	uint64_t pacing_rate;
+};
+
+static void sndinfo_read(struct sndinfo *si, int fd)
+{
+	struct tcp_info_more ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	si->ok = !getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) &&
+		 len >= sizeof(ti);
+	si->rtt_us = ti.base.tcpi_rtt;
+	si->min_rtt_us = ti.min_rtt;
+	si->cwnd = ti.base.tcpi_snd_cwnd;
+	si->pacing_rate = ti.pacing_rate;
+}
+
 struct cpustat {
 	long long user, system, idle, softirq, total;
 };
@@ -703,6 +742,7 @@ struct snap {
 	struct tcpstat tcp;
 	struct kstats ks;
 	long long kcm_q, kcm_rmem;	/* of the first KCM socket */
+	struct sndinfo snd;		/* of the first connection's sender */
 };
 
 /* --- results -------------------------------------------------------------- */
@@ -1360,6 +1400,7 @@ static void snap_end(struct snap *s)
 	syscall(SYS_sched_get_priority_max, KCM_BENCH_MARK);
 	snap_counters(s);
 	snap_queue(s);
+	sndinfo_read(&s->snd, cfg.tx ? conns[0].app : conns[0].peer);
 }
 
 /* Until everything sent has arrived, or cfg.drain_ms. */
@@ -1655,6 +1696,11 @@ static int cmd_run(void)
 		       s1.tcp.retrans - s0.tcp.retrans,
 		       s1.tcp.data_segs - s0.tcp.data_segs,
 		       s1.tcp.delayed_acks - s0.tcp.delayed_acks);
+		if (s1.snd.ok)
+			printf(",\"sender\":{\"rtt_us\":%u,\"min_rtt_us\":%u,"
+			       "\"cwnd\":%u,\"pacing_rate\":%llu}",
+			       s1.snd.rtt_us, s1.snd.min_rtt_us, s1.snd.cwnd,
+			       (unsigned long long)s1.snd.pacing_rate);
 		json_kstats(&s0.ks, &s1.ks);
 		if (s0.kcm_q >= 0)
 			printf(",\"kcm_queue_start\":{\"msgs\":%lld,\"rmem\":%lld}",
