@@ -408,6 +408,53 @@ static void kcmux_tx_unreserve(struct kcmux_sock *kcm)
 		kcmux_psock_release(psock);
 }
 
+/*
+ * Sends up to len bytes of a message from offset on.  Its skbs hold page
+ * fragments only (kcmux_tx_alloc()); each goes to TCP in one call with
+ * all its fragments, so TCP pushes once per skb of the chain rather than
+ * once per fragment (skb_send_sock_locked() sends a fragment at a time).
+ * Returns the bytes sent, fewer when TCP ran out of room, or -errno.
+ * TCP socket locked.
+ */
+static int kcmux_tx_send_chain(struct sock *csk, struct sk_buff *head,
+			       u32 offset, u32 len)
+{
+	struct bio_vec bvec[MAX_SKB_FRAGS];
+	struct sk_buff *skb = head;
+	u32 sent = 0;
+
+	while (skb && sent < len) {
+		const struct skb_shared_info *shinfo = skb_shinfo(skb);
+		u32 bytes = 0;
+		int i, n = 0, ret;
+
+		for (i = 0; i < shinfo->nr_frags && sent + bytes < len; i++) {
+			const skb_frag_t *frag = &shinfo->frags[i];
+			u32 size = skb_frag_size(frag);
+
+			if (offset >= size) {
+				offset -= size;
+				continue;
+			}
+			size = min(size - offset, len - sent - bytes);
+			bvec_set_page(&bvec[n++], skb_frag_page(frag), size,
+				      skb_frag_off(frag) + offset);
+			bytes += size;
+			offset = 0;
+		}
+		skb = skb == head ? skb_shinfo(head)->frag_list : skb->next;
+		if (!n)
+			continue;
+		ret = kcmux_tcp_send_pages(csk, bvec, n, bytes);
+		if (ret <= 0)
+			return sent ? sent : ret;
+		sent += ret;
+		if (ret < bytes)
+			break;
+	}
+	return sent;
+}
+
 /* Sends what is left of one message.  KCM socket locked. */
 static int kcmux_tx_send_msg(struct kcmux_psock *psock, struct sk_buff *skb)
 {
@@ -417,17 +464,16 @@ static int kcmux_tx_send_msg(struct kcmux_psock *psock, struct sk_buff *skb)
 
 	lock_sock(csk);
 	/*
-	 * TCP would answer a dead socket with EPIPE and SIGPIPE for whoever
-	 * calls us, and skb_send_sock_locked() cannot pass MSG_NOSIGNAL.
-	 * Owning the socket lock parks incoming segments in the backlog, so
-	 * the state cannot change between this test and the send.
+	 * A socket that can no longer send gets none of the message.  Owning
+	 * the socket lock parks incoming segments in the backlog, so the
+	 * state cannot change between this test and the send.
 	 */
 	if (csk->sk_err || (csk->sk_shutdown & SEND_SHUTDOWN) ||
 	    !((1 << csk->sk_state) & (TCPF_ESTABLISHED | TCPF_CLOSE_WAIT)))
 		ret = -EPIPE;
 	while (!ret && cb->sent < cb->len) {
-		ret = skb_send_sock_locked(csk, skb, cb->sent,
-					   cb->len - cb->sent);
+		ret = kcmux_tx_send_chain(csk, skb, cb->sent,
+					  cb->len - cb->sent);
 		if (ret <= 0) {
 			ret = ret ? : -EAGAIN;
 			break;
