@@ -825,6 +825,17 @@ static bool senders_stopped(void)
 	       atomic_load(&failed);
 }
 
+/* POLL_MS from now on the realtime clock, for the timed waits. */
+static void poll_deadline(struct timespec *ts)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_nsec += POLL_MS * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 /* Until the budget is not empty or the senders are stopped. */
 static void budget_wait(void)
 {
@@ -833,12 +844,7 @@ static void budget_wait(void)
 	pthread_mutex_lock(&budget_lock);
 	while (atomic_load(&budget) <= 0 && !senders_stopped()) {
 		/* A failure is not signalled: look again now and then. */
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += POLL_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		poll_deadline(&ts);
 		pthread_cond_timedwait(&budget_cond, &budget_lock, &ts);
 	}
 	pthread_mutex_unlock(&budget_lock);
@@ -1477,12 +1483,7 @@ static void run_batch(struct snap *s0, struct snap *s1, double rate)
 	budget_set((int64_t)n);
 	deadline = now_s() + cfg.drain_ms / 1000.0 + 20 * cfg.secs;
 	for (;;) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += POLL_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		poll_deadline(&ts);
 		if (!sem_timedwait(&batch_done, &ts))
 			break;
 		if (atomic_load(&failed))
