@@ -17,8 +17,8 @@
  *   3. mux->lock (spinlock, BH)         every list in the mux, steering,
  *                                       tx reservations, parked messages
  *   4. KCM sk_receive_queue.lock        the receive queue itself
- *   mux->tx_pages_lock (spinlock) is a leaf taken by sendmsg under the
- *   KCM socket lock, never in softirq.
+ *   mux->tx_pages.lock (spinlock) is a leaf taken by sendmsg under the
+ *   KCM socket lock and by its trim work, never in softirq.
  *   kcmux_net::lock (mutex) nests outside all of them and only guards the
  *   per-netns list of muxes.  The xarray of psock ids has its own lock,
  *   taken inside mux->lock.
@@ -102,11 +102,23 @@ struct kcmux_net {
 };
 
 /*
- * Send pages a mux keeps for reuse (each one a page_frag page, normally
- * 32 KiB): enough to cover what TCP holds of a steady stream of 4 KiB
- * messages on loopback, little next to what a mux pins anyway.
+ * Full send pages that TCP still held when a sender traded them in, each
+ * with one reference of ours, oldest first, until TCP lets go of one and
+ * a sender takes it back (kcm/tx_pages.c).  At most 512 pages, 16 MiB of
+ * page_frag pages: what TCP's default limits let a few streams hold.
  */
-#define KCMUX_TX_PAGES		4
+#define KCMUX_TX_PAGES_MAX	512U
+
+struct kcmux_tx_pages {
+	spinlock_t lock;		/* leaf; process context only */
+	/* All below under lock. */
+	struct page **ring;		/* KCMUX_TX_PAGES_MAX, once needed */
+	unsigned int head;		/* oldest page */
+	unsigned int count;
+	unsigned int bytes;		/* in the count pages (netlink) */
+	unsigned int trades;		/* since the last trim */
+	struct delayed_work trim;
+};
 
 struct kcmux_mux {
 	struct net *net;
@@ -132,14 +144,7 @@ struct kcmux_mux {
 	struct kcmux_mux_stats stats;
 	struct kcmux_psock_stats retired_psock;	/* from freed psocks */
 
-	/*
-	 * Full send pages that TCP still held when a sender traded them in,
-	 * each with one reference of ours, until TCP lets go of one and a
-	 * sender takes it back (kcmux_tx_trade()).
-	 */
-	spinlock_t tx_pages_lock;	/* leaf; process context only */
-	struct page *tx_pages[KCMUX_TX_PAGES];
-	unsigned int tx_pages_evict;	/* slot given up when none is free */
+	struct kcmux_tx_pages tx_pages;
 };
 
 /*
@@ -370,7 +375,10 @@ void kcmux_tx_wake_owner(struct kcmux_psock *psock);
 void kcmux_tx_wake_waiters(struct kcmux_mux *mux, struct kcmux_psock *psock);
 void kcmux_tx_release(struct kcmux_sock *kcm);
 void kcmux_tx_sock_init(struct kcmux_sock *kcm);
-void kcmux_tx_pages_free(struct kcmux_mux *mux);
+void kcmux_tx_pages_init(struct kcmux_mux *mux);
+void kcmux_tx_pages_uninit(struct kcmux_mux *mux);
+void kcmux_tx_pages_trade(struct kcmux_mux *mux, struct page_frag *pfrag,
+			  gfp_t gfp);
 bool kcmux_tx_writable(struct sock *sk);
 
 /* netlink.c */

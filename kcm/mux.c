@@ -58,7 +58,6 @@ struct kcmux_mux *kcmux_mux_create(struct net *net)
 	mux->net = net;
 	refcount_set(&mux->refcnt, 1);
 	spin_lock_init(&mux->lock);
-	spin_lock_init(&mux->tx_pages_lock);
 	INIT_LIST_HEAD(&mux->socks);
 	INIT_LIST_HEAD(&mux->psocks);
 	INIT_LIST_HEAD(&mux->rx_socks);
@@ -68,6 +67,7 @@ struct kcmux_mux *kcmux_mux_create(struct net *net)
 	INIT_LIST_HEAD(&mux->tx_psocks);
 	INIT_LIST_HEAD(&mux->tx_socks);
 	__skb_queue_head_init(&mux->rx_hold);
+	kcmux_tx_pages_init(mux);
 
 	mutex_lock(&knet->lock);
 	/* Ids are for people: 0 is skipped, reuse takes 2^32 muxes. */
@@ -113,7 +113,7 @@ static void kcmux_mux_destroy(struct kcmux_mux *mux)
 	mutex_unlock(&knet->lock);
 
 	WARN_ON_ONCE(!list_empty(&mux->psocks));
-	kcmux_tx_pages_free(mux);
+	kcmux_tx_pages_uninit(mux);
 	kfree(mux);
 }
 

@@ -69,7 +69,9 @@ static int kcmux_nl_fill_mux(struct sk_buff *skb, struct kcmux_mux *mux)
 	lockdep_assert_held(&mux->lock);
 	if (nla_put_u32(skb, KCMUX_A_MUX_ID, mux->id) ||
 	    nla_put_u32(skb, KCMUX_A_NR_SOCKS, mux->nr_socks) ||
-	    nla_put_u32(skb, KCMUX_A_NR_PSOCKS, mux->nr_psocks))
+	    nla_put_u32(skb, KCMUX_A_NR_PSOCKS, mux->nr_psocks) ||
+	    nla_put_u32(skb, KCMUX_A_TX_PAGE_CACHE,
+			READ_ONCE(mux->tx_pages.bytes)))
 		return -EMSGSIZE;
 	return kcmux_nl_put_stats(skb, stats, ARRAY_SIZE(stats));
 }

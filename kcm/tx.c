@@ -84,68 +84,16 @@ static int kcmux_tx_wait_mem(struct sock *sk, long *timeo)
 	return err;
 }
 
-/*
- * pfrag's page is full and TCP still holds part of it.  Trade it for one
- * of the mux's pages that TCP has let go of: that one is ours alone
- * again, to fill from its start without a new allocation (which
- * init_on_alloc would zero).  If none is free, the full page takes an
- * empty slot or, in turn, one whose page we give up (TCP frees it when it
- * is done), and pfrag is left empty for skb_page_frag_refill().
- */
-static void kcmux_tx_trade(struct kcmux_mux *mux, struct page_frag *pfrag)
-{
-	struct page *full = pfrag->page, *page = NULL;
-	unsigned int i, slot = 0;
-
-	pfrag->page = NULL;
-	spin_lock(&mux->tx_pages_lock);
-	for (i = 0; i < KCMUX_TX_PAGES; i++) {
-		slot = (mux->tx_pages_evict + i) % KCMUX_TX_PAGES;
-		page = mux->tx_pages[slot];
-		/*
-		 * Only our reference left: nobody can take another.  The
-		 * writes into it depend on this read, as for the in-place
-		 * reuse in skb_page_frag_refill().
-		 */
-		if (!page || page_ref_count(page) == 1)
-			break;
-	}
-	if (i == KCMUX_TX_PAGES) {
-		slot = mux->tx_pages_evict;
-		mux->tx_pages_evict = (slot + 1) % KCMUX_TX_PAGES;
-		page = mux->tx_pages[slot];
-	} else if (page) {
-		pfrag->page = page;
-		pfrag->offset = 0;
-		pfrag->size = page_size(page);
-		page = NULL;
-	}
-	mux->tx_pages[slot] = full;
-	spin_unlock(&mux->tx_pages_lock);
-	if (page)
-		put_page(page);
-}
-
 /* skb_page_frag_refill() that first looks for a page TCP is done with. */
 static bool kcmux_tx_refill(struct kcmux_mux *mux, struct page_frag *pfrag,
 			    gfp_t gfp)
 {
 	if (pfrag->page && pfrag->offset + KCMUX_TX_FRAG_MIN > pfrag->size &&
 	    page_ref_count(pfrag->page) != 1)
-		kcmux_tx_trade(mux, pfrag);
+		kcmux_tx_pages_trade(mux, pfrag, gfp);
 	/* New pages go to the sender's memcg, as the skb does. */
 	return skb_page_frag_refill(KCMUX_TX_FRAG_MIN, pfrag,
 				    gfp | __GFP_ACCOUNT);
-}
-
-/* The mux is going away; TCP frees the pages it still holds. */
-void kcmux_tx_pages_free(struct kcmux_mux *mux)
-{
-	unsigned int i;
-
-	for (i = 0; i < KCMUX_TX_PAGES; i++)
-		if (mux->tx_pages[i])
-			put_page(mux->tx_pages[i]);
 }
 
 /*
@@ -153,8 +101,8 @@ void kcmux_tx_pages_free(struct kcmux_mux *mux)
  * task's page_frag, as TCP does for its own sends: the psock's TCP socket
  * then takes the pages by reference instead of copying them again, and
  * a page TCP is done with is refilled rather than allocated (and zeroed)
- * anew, in place or from the mux's (kcmux_tx_trade()).  Returns the bytes
- * copied, fewer than size when skb ran out of fragment slots.
+ * anew, in place or from the mux's (kcmux_tx_pages_trade()).  Returns
+ * the bytes copied, fewer than size when skb ran out of fragment slots.
  */
 static int kcmux_tx_copy_frags(struct sock *sk, struct sk_buff *skb,
 			       struct iov_iter *from, size_t size)

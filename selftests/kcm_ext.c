@@ -3107,6 +3107,96 @@ TEST(nl_dump_many)
 }
 
 /*
+ * The send pages a mux keeps for reuse (KCMUX_A_TX_PAGE_CACHE).  While
+ * the peer reads nothing, TCP holds every page sent, so each full page
+ * joins the mux's and the mux keeps nearly all that was written.  Once
+ * TCP has let go of them and the mux has sent nothing for a while, its
+ * trim work frees all but four (KCMUX_TX_PAGES_KEEP, 32 KiB each).
+ */
+#define KX_CACHE_MSGS		32
+#define KX_CACHE_LEN		(24 * 1024)
+#define KX_CACHE_KEEP		(4 * 32 * 1024)
+#define KX_CACHE_TRIM_MS	10000	/* the trim runs once a second */
+
+static uint64_t kx_tx_page_cache(struct __test_metadata *_metadata,
+				 struct kx_nl *nl, struct kx_dump *d)
+{
+	EXPECT_EQ(0, kx_nl_dump(nl, KCMUX_CMD_GET_MUX, d));
+	EXPECT_EQ(1, d->n);
+	if (d->n != 1 || !d->obj[0].has[KCMUX_A_TX_PAGE_CACHE])
+		return UINT64_MAX;
+	return d->obj[0].val[KCMUX_A_TX_PAGE_CACHE];
+}
+
+TEST(nl_tx_page_cache)
+{
+	static uint8_t m[KCM_TEST_HDR_LEN + KX_CACHE_LEN];
+	const uint64_t written = KX_CACHE_MSGS * sizeof(m);
+	int big = 4 * KX_MIB, kcm, bpf, i, outq = -1;
+	static struct kx_dump d;
+	uint64_t cached;
+	long long deadline;
+	struct kx_pair p;
+	struct kx_nl nl;
+	uint32_t id;
+
+	KX_REQUIRE_KCMUX("generic netlink family kcmux");
+	ASSERT_EQ(0, kcm_netns_enter());
+	kx_nl_setup(_metadata, &nl);
+	bpf = kcm_bpf_load_parser();
+	ASSERT_LE(0, bpf);
+	kcm = kcm_socket(SOCK_DGRAM);
+	ASSERT_LE(0, kcm);
+	ASSERT_EQ(0, kx_pair_open(&p));
+	ASSERT_EQ(0, setsockopt(kcm, SOL_SOCKET, SO_SNDBUFFORCE, &big,
+				sizeof(big)));
+	ASSERT_EQ(0, setsockopt(p.tcp, SOL_SOCKET, SO_SNDBUFFORCE, &big,
+				sizeof(big)));
+	ASSERT_EQ(0, setsockopt(p.peer, SOL_SOCKET, SO_RCVBUFFORCE, &big,
+				sizeof(big)));
+	ASSERT_EQ(0, kx_attach_bpf(kcm, p.tcp, bpf, &id));
+	EXPECT_EQ(0u, kx_tx_page_cache(_metadata, &nl, &d));
+
+	for (i = 0; i < KX_CACHE_MSGS; i++) {
+		ssize_t n = kcm_test_msg(m, i, KX_CACHE_LEN);
+
+		ASSERT_EQ(n, send(kcm, m, n, MSG_DONTWAIT))
+			TH_LOG("message %d: %s", i, strerror(errno));
+	}
+	/* All but the page being filled, and what the last one holds. */
+	cached = kx_tx_page_cache(_metadata, &nl, &d);
+	EXPECT_LE(written - 2 * 32 * 1024, cached);
+	EXPECT_GE(written, cached);
+
+	for (i = 0; i < KX_CACHE_MSGS; i++) {
+		const char *why = kcm_read_msg(p.peer, i, KX_CACHE_LEN,
+					       KCM_WAIT_MS);
+
+		ASSERT_EQ(NULL, why) TH_LOG("message %d: %s", i, why);
+	}
+	deadline = kcm_now_ms() + KCM_WAIT_MS;
+	while (!ioctl(p.tcp, SIOCOUTQ, &outq) && outq &&
+	       kcm_now_ms() < deadline)
+		usleep(1000);
+	ASSERT_EQ(0, outq);
+
+	deadline = kcm_now_ms() + KX_CACHE_TRIM_MS;
+	do {
+		cached = kx_tx_page_cache(_metadata, &nl, &d);
+		if (cached <= KX_CACHE_KEEP)
+			break;
+		usleep(100 * 1000);
+	} while (kcm_now_ms() < deadline);
+	EXPECT_GE((uint64_t)KX_CACHE_KEEP, cached);
+	EXPECT_LT(0u, cached);
+
+	kx_pair_close(&p);
+	close(kcm);
+	close(bpf);
+	kx_nl_close(&nl);
+}
+
+/*
  * The states a psock goes through: ACTIVE; PAUSED while it holds a
  * message no KCM socket takes (every socket has receiving disabled);
  * ACTIVE again once one takes it; STOPPED after an error.

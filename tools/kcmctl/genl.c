@@ -32,6 +32,7 @@ static const uint8_t kcm_attr_type[KCMUX_A_MAX + 1] = {
 	[KCMUX_A_NR_SOCKS]	= NLT_U32,
 	[KCMUX_A_NR_PSOCKS]	= NLT_U32,
 	[KCMUX_A_STATS]		= NLT_NEST,
+	[KCMUX_A_TX_PAGE_CACHE]	= NLT_U32,
 };
 
 int kcm_genl_open(struct kcm_genl *g, bool events)

@@ -348,6 +348,8 @@ void kcm_print_mux(struct printer *p, const struct kcm_mux *m)
 	kcm_print_u64_attr(p, o, KCMUX_A_MUX_ID, "id", " %llu");
 	kcm_print_u64_attr(p, o, KCMUX_A_NR_SOCKS, "nr_socks", " socks %llu");
 	kcm_print_u64_attr(p, o, KCMUX_A_NR_PSOCKS, "nr_psocks", " psocks %llu");
+	kcm_print_u64_attr(p, o, KCMUX_A_TX_PAGE_CACHE, "tx_page_cache",
+			   " tx_page_cache %llu");
 	pr_text(p, "\n");
 	kcm_print_stats(p, &o->stats, "   ");
 	pr_open_array(p, "socks");

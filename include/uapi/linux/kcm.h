@@ -193,6 +193,7 @@ enum kcmux_genl_attr {
 	KCMUX_A_NR_SOCKS,	/* u32 */
 	KCMUX_A_NR_PSOCKS,	/* u32 */
 	KCMUX_A_STATS,		/* nest of KCMUX_STAT_* (u64 each) */
+	KCMUX_A_TX_PAGE_CACHE,	/* u32: bytes of send pages kept for reuse */
 	__KCMUX_A_MAX,
 };
 
