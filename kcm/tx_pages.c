@@ -73,8 +73,10 @@ static bool kcmux_tx_pages_ring(struct kcmux_tx_pages *tp, gfp_t gfp)
 	if (!ring)
 		return false;
 	spin_lock(&tp->lock);
-	if (!tp->ring)
-		swap(tp->ring, ring);
+	if (!tp->ring) {
+		WRITE_ONCE(tp->ring, ring);
+		ring = NULL;
+	}
 	spin_unlock(&tp->lock);
 	kfree(ring);
 	return true;

@@ -3108,10 +3108,12 @@ TEST(nl_dump_many)
 
 /*
  * The send pages a mux keeps for reuse (KCMUX_A_TX_PAGE_CACHE).  While
- * the peer reads nothing, TCP holds every page sent, so each full page
- * joins the mux's and the mux keeps nearly all that was written.  Once
- * TCP has let go of them and the mux has sent nothing for a while, its
- * trim work frees all but four (KCMUX_TX_PAGES_KEEP, 32 KiB each).
+ * the peer reads nothing, TCP holds the pages sent, so full pages join
+ * the mux's and the mux keeps more than the four it keeps when idle (on
+ * 6.12 all but the page being filled; 6.1's loopback receive lets go of
+ * about every second page before it is read).  Once TCP has let go of
+ * them all and the mux has sent nothing for a while, its trim work frees
+ * all but four (KCMUX_TX_PAGES_KEEP, 32 KiB each).
  */
 #define KX_CACHE_MSGS		32
 #define KX_CACHE_LEN		(24 * 1024)
@@ -3163,9 +3165,8 @@ TEST(nl_tx_page_cache)
 		ASSERT_EQ(n, send(kcm, m, n, MSG_DONTWAIT))
 			TH_LOG("message %d: %s", i, strerror(errno));
 	}
-	/* All but the page being filled, and what the last one holds. */
 	cached = kx_tx_page_cache(_metadata, &nl, &d);
-	EXPECT_LE(written - 2 * 32 * 1024, cached);
+	EXPECT_LT((uint64_t)KX_CACHE_KEEP, cached);
 	EXPECT_GE(written, cached);
 
 	for (i = 0; i < KX_CACHE_MSGS; i++) {
