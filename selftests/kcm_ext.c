@@ -2792,6 +2792,24 @@ static void kx_nl_setup(struct __test_metadata *_metadata, struct kx_nl *nl)
 	ASSERT_NE(0u, nl->events);
 }
 
+/*
+ * The start of a netlink test, in a netns of its own: the family open on
+ * nl, the test parser in *bpf and a new DGRAM KCM socket, returned.
+ */
+static int kx_nl_start(struct __test_metadata *_metadata, struct kx_nl *nl,
+		       int *bpf)
+{
+	int kcm;
+
+	ASSERT_EQ(0, kcm_netns_enter());
+	kx_nl_setup(_metadata, nl);
+	*bpf = kcm_bpf_load_parser();
+	ASSERT_LE(0, *bpf);
+	kcm = kcm_socket(SOCK_DGRAM);
+	ASSERT_LE(0, kcm);
+	return kcm;
+}
+
 /* Every object of the dump has well-sized attributes. */
 static void kx_dump_sizes_ok(struct __test_metadata *_metadata,
 			     const struct kx_dump *d)
@@ -2869,12 +2887,7 @@ TEST(nl_dump)
 	struct kx_nl nl;
 
 	KX_REQUIRE_KCMUX("generic netlink family kcmux");
-	ASSERT_EQ(0, kcm_netns_enter());
-	kx_nl_setup(_metadata, &nl);
-	bpf = kcm_bpf_load_parser();
-	ASSERT_LE(0, bpf);
-	kcm = kcm_socket(SOCK_DGRAM);
-	ASSERT_LE(0, kcm);
+	kcm = kx_nl_start(_metadata, &nl, &bpf);
 	kcm2 = kcm_clone(kcm);
 	ASSERT_LE(0, kcm2);
 	ASSERT_EQ(0, kcm_recv_disable(kcm, 1));
@@ -3143,12 +3156,7 @@ TEST(nl_tx_page_cache)
 	uint32_t id;
 
 	KX_REQUIRE_KCMUX("generic netlink family kcmux");
-	ASSERT_EQ(0, kcm_netns_enter());
-	kx_nl_setup(_metadata, &nl);
-	bpf = kcm_bpf_load_parser();
-	ASSERT_LE(0, bpf);
-	kcm = kcm_socket(SOCK_DGRAM);
-	ASSERT_LE(0, kcm);
+	kcm = kx_nl_start(_metadata, &nl, &bpf);
 	ASSERT_EQ(0, kx_pair_open(&p));
 	ASSERT_EQ(0, setsockopt(kcm, SOL_SOCKET, SO_SNDBUFFORCE, &big,
 				sizeof(big)));
