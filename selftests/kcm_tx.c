@@ -692,8 +692,7 @@ TEST_F(tx, message_sizes)
 TEST_F(tx, send_pages_reused_only_when_free)
 {
 	static uint8_t m[KCM_TEST_HDR_LEN + TX_REUSE_LEN];
-	int big = 4 << 20, clone, round, i, outq = -1;
-	long long deadline;
+	int big = 4 << 20, clone, round, i;
 
 	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_SNDBUFFORCE, &big,
 				sizeof(big)));
@@ -743,11 +742,7 @@ TEST_F(tx, send_pages_reused_only_when_free)
 				       round, hdr);
 		}
 		/* Everything acknowledged: TCP has let go of every page. */
-		deadline = kcm_now_ms() + KCM_WAIT_MS;
-		while (!ioctl(self->a[0], SIOCOUTQ, &outq) && outq &&
-		       kcm_now_ms() < deadline)
-			usleep(1000);
-		ASSERT_EQ(0, outq);
+		ASSERT_EQ(0, kcm_wait_outq_empty(self->a[0], KCM_WAIT_MS));
 	}
 	EXPECT_TRUE(kcm_quiet(self->a[1], KCM_QUIET_MS));
 	close(clone);

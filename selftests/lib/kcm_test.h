@@ -38,6 +38,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -421,6 +422,21 @@ static inline int kcm_send_all(int fd, const void *buf, size_t len)
 		len -= n;
 	}
 	return 0;
+}
+
+/*
+ * Waits up to timeout_ms until TCP socket fd has nothing unacknowledged
+ * (so TCP has let go of every page it sent); the bytes still
+ * unacknowledged then, or -1 if SIOCOUTQ failed.
+ */
+static inline int kcm_wait_outq_empty(int fd, int timeout_ms)
+{
+	long long deadline = kcm_now_ms() + timeout_ms;
+	int outq = -1;
+
+	while (!ioctl(fd, SIOCOUTQ, &outq) && outq && kcm_now_ms() < deadline)
+		usleep(1000);
+	return outq;
 }
 
 /* Reads up to exactly n bytes within timeout_ms in all; how many it got. */
