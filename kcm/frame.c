@@ -414,7 +414,8 @@ static struct sk_buff *kcmux_copy_head(struct kcmux_frame *f, u32 len,
 /*
  * A message head that shares a TCP skb.  A clone shares skb_shared_info
  * with the original, so if more parts will follow, the clone goes under a
- * new empty skb whose frag_list is ours to extend.
+ * new empty skb whose frag_list is ours to extend (one without a kmalloc'ed
+ * head: it never holds bytes of its own).
  */
 static struct sk_buff *kcmux_clone_head(struct sk_buff *skb, bool more,
 					struct sk_buff ***tailp)
@@ -425,7 +426,7 @@ static struct sk_buff *kcmux_clone_head(struct sk_buff *skb, bool more,
 	if (!clone || !more)
 		return clone;
 
-	head = alloc_skb(0, GFP_ATOMIC);
+	head = kcmux_alloc_empty();
 	if (!head) {
 		kfree_skb(clone);
 		return NULL;
