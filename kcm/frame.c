@@ -193,9 +193,9 @@ static void kcmux_frame_account(struct kcmux_psock *psock, u32 len)
 }
 
 /*
- * An skb with no data of its own, for page fragments: its head (the
- * shared info alone) comes from the per-CPU frag cache too, not from a
- * kmalloc of a small head that init_on_alloc would zero whole.
+ * An skb with no data of its own, for page fragments or a frag_list: its
+ * head (the shared info alone) comes from the per-CPU frag cache too, not
+ * from a kmalloc of a small head that init_on_alloc would zero whole.
  */
 static struct sk_buff *kcmux_alloc_empty(void)
 {

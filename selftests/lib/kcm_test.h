@@ -38,12 +38,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
-#include <linux/sockios.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <linux/bpf.h>
+#include <linux/sockios.h>
 /* The project's header (../include/uapi first, see Makefile): it also
  * defines AF_KCM, PF_KCM and SOL_KCM, which libc may not. */
 #include <linux/kcm.h>
@@ -426,8 +426,8 @@ static inline int kcm_send_all(int fd, const void *buf, size_t len)
 
 /*
  * Waits up to timeout_ms until TCP socket fd has nothing unacknowledged
- * (so TCP has let go of every page it sent); the bytes still
- * unacknowledged then, or -1 if SIOCOUTQ failed.
+ * (so TCP has let go of every page it sent); 0 then, else the bytes last
+ * seen unacknowledged (-1 if SIOCOUTQ never answered).
  */
 static inline int kcm_wait_outq_empty(int fd, int timeout_ms)
 {
