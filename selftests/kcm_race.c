@@ -37,7 +37,9 @@
  *
  * Also skipped on the in-tree module, for its own bugs (see the tests):
  * dgram_more.efault (a failed DGRAM send leaks its send-buffer charge)
- * and splice_race.seqpacket_large (SPLICE_F_NONBLOCK taken as MSG_PEEK).
+ * and splice_race (SEQPACKET: SPLICE_F_NONBLOCK taken as MSG_PEEK;
+ * every variant: a WARN in kcm_rcv_ready() when several threads read
+ * one socket).
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -1676,6 +1678,17 @@ TEST_F_TIMEOUT(splice_race, nonblock_splice_vs_recv, 90)
 	 */
 	if (kcmux_is_reference() && variant->type == SOCK_SEQPACKET)
 		SKIP(return, "in-tree kcm: SEQPACKET splice_read passes SPLICE_F_NONBLOCK to skb_recv_datagram() as MSG_PEEK, a spliced message stays queued and the next splice returns 0");
+	/*
+	 * In-tree readers of one socket run unserialised.  kcm_rcv_ready()
+	 * (rx_lock held, called from the rfree of one reader) fails to queue
+	 * a parked message because the socket is full, then warns if
+	 * sk_rmem_alloc is 0: the other readers may have emptied the socket
+	 * in between.  Seen once in CI on 6.1.192, in this test's blocking
+	 * reader (kcm_rcv_ready+0x1bb, the psocks_ready loop); the splat
+	 * fails the VM run, so the reference does not run it.
+	 */
+	if (kcmux_is_reference())
+		SKIP(return, "in-tree kcm: kcm_rcv_ready() WARNs (WARN_ON(!sk_rmem_alloc_get())) when other readers of the socket empty it between a failed queue and the check, seen on 6.1.192");
 
 	ASSERT_EQ(0, pthread_create(&sender, NULL, rx_send_thread, &snd));
 	ASSERT_EQ(0, pthread_create(&splicer, NULL, t4_splice_thread, t));
