@@ -7,6 +7,8 @@
 #define _KCMUX_COMPAT_H
 
 #include <linux/bvec.h>
+#include <linux/shrinker.h>
+#include <linux/slab.h>
 #include <linux/socket.h>
 #include <linux/uio.h>
 #include <linux/version.h>
@@ -52,6 +54,59 @@ static inline int kcmux_tcp_send_pages(struct sock *sk, struct bio_vec *bvec,
 			break;
 	}
 	return sent;
+}
+#endif
+
+/*
+ * A registered shrinker with the given callbacks, or NULL.  6.7 turned
+ * register_shrinker() of a caller's struct into shrinker_alloc() and
+ * shrinker_register().
+ */
+typedef unsigned long (*kcmux_shrink_fn)(struct shrinker *shrinker,
+					 struct shrink_control *sc);
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
+static inline struct shrinker *kcmux_shrinker_create(kcmux_shrink_fn count,
+						     kcmux_shrink_fn scan,
+						     const char *name)
+{
+	struct shrinker *shrinker = shrinker_alloc(0, "%s", name);
+
+	if (!shrinker)
+		return NULL;
+	shrinker->count_objects = count;
+	shrinker->scan_objects = scan;
+	shrinker_register(shrinker);
+	return shrinker;
+}
+
+static inline void kcmux_shrinker_destroy(struct shrinker *shrinker)
+{
+	shrinker_free(shrinker);
+}
+#else
+static inline struct shrinker *kcmux_shrinker_create(kcmux_shrink_fn count,
+						     kcmux_shrink_fn scan,
+						     const char *name)
+{
+	struct shrinker *shrinker = kzalloc(sizeof(*shrinker), GFP_KERNEL);
+
+	if (!shrinker)
+		return NULL;
+	shrinker->count_objects = count;
+	shrinker->scan_objects = scan;
+	shrinker->seeks = DEFAULT_SEEKS;
+	if (register_shrinker(shrinker, "%s", name)) {
+		kfree(shrinker);
+		return NULL;
+	}
+	return shrinker;
+}
+
+static inline void kcmux_shrinker_destroy(struct shrinker *shrinker)
+{
+	unregister_shrinker(shrinker);
+	kfree(shrinker);
 }
 #endif
 

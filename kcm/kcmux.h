@@ -17,8 +17,9 @@
  *   3. mux->lock (spinlock, BH)         every list in the mux, steering,
  *                                       tx reservations, parked messages
  *   4. KCM sk_receive_queue.lock        the receive queue itself
- *   mux->tx_pages.lock (spinlock) is a leaf taken by sendmsg under the
- *   KCM socket lock and by its trim work, never in softirq.
+ *   mux->tx_pages.lock (spinlock) is taken by sendmsg under the KCM
+ *   socket lock, by its trim work and by the shrinker inside the lock of
+ *   its list of rings; nothing nests inside it, and never in softirq.
  *   kcmux_net::lock (mutex) nests outside all of them and only guards the
  *   per-netns list of muxes.  The xarray of psock ids has its own lock,
  *   taken inside mux->lock.
@@ -118,6 +119,8 @@ struct kcmux_tx_pages {
 	unsigned int bytes;		/* in the count pages (netlink) */
 	unsigned int trades;		/* since the last trim */
 	struct delayed_work trim;
+	/* On the shrinker's list once ring is set; under its lock. */
+	struct list_head shrink_node;
 };
 
 struct kcmux_mux {
@@ -375,6 +378,8 @@ void kcmux_tx_wake_owner(struct kcmux_psock *psock);
 void kcmux_tx_wake_waiters(struct kcmux_mux *mux, struct kcmux_psock *psock);
 void kcmux_tx_release(struct kcmux_sock *kcm);
 void kcmux_tx_sock_init(struct kcmux_sock *kcm);
+int kcmux_tx_pages_shrinker_init(void);
+void kcmux_tx_pages_shrinker_uninit(void);
 void kcmux_tx_pages_init(struct kcmux_mux *mux);
 void kcmux_tx_pages_uninit(struct kcmux_mux *mux);
 void kcmux_tx_pages_trade(struct kcmux_mux *mux, struct page_frag *pfrag,

@@ -23,9 +23,13 @@ static int __init kcmux_init(void)
 	if (!kcmux_wq)
 		return -ENOMEM;
 
-	err = kcmux_psock_init();
+	err = kcmux_tx_pages_shrinker_init();
 	if (err)
 		goto err_wq;
+
+	err = kcmux_psock_init();
+	if (err)
+		goto err_shrinker;
 
 	/*
 	 * The family first: if another module owns it, fail before touching
@@ -53,6 +57,8 @@ err_netns:
 	kcmux_socket_uninit();
 err_psock:
 	kcmux_psock_uninit();
+err_shrinker:
+	kcmux_tx_pages_shrinker_uninit();
 err_wq:
 	destroy_workqueue(kcmux_wq);
 	return err;
@@ -64,6 +70,7 @@ static void __exit kcmux_exit(void)
 	kcmux_socket_uninit();
 	kcmux_netns_uninit();
 	kcmux_psock_uninit();
+	kcmux_tx_pages_shrinker_uninit();
 	destroy_workqueue(kcmux_wq);
 }
 

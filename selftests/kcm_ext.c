@@ -3126,79 +3126,123 @@ TEST(nl_dump_many)
  * 6.12 all but the page being filled; on 6.1 about every second page
  * comes back from TCP before the peer reads it).  Once TCP has let go of
  * them all and the mux has sent nothing for a while, its trim work frees
- * all but four (KCMUX_TX_PAGES_KEEP, 32 KiB each).
+ * all but four (KCMUX_TX_PAGES_KEEP, 32 KiB each); memory pressure frees
+ * them all at once.
  */
 #define KX_CACHE_MSGS		32
 #define KX_CACHE_LEN		(24 * 1024)
 #define KX_CACHE_KEEP		(4 * 32 * 1024)
 #define KX_CACHE_TRIM_MS	10000	/* the trim runs once a second */
 
+struct kx_cache {
+	struct kx_nl nl;
+	struct kx_pair p;
+	struct kx_dump d;
+	int kcm, bpf;
+};
+
 static uint64_t kx_tx_page_cache(struct __test_metadata *_metadata,
-				 struct kx_nl *nl, struct kx_dump *d)
+				 struct kx_cache *c)
 {
-	EXPECT_EQ(0, kx_nl_dump(nl, KCMUX_CMD_GET_MUX, d));
-	EXPECT_EQ(1, d->n);
-	if (d->n != 1 || !d->obj[0].has[KCMUX_A_TX_PAGE_CACHE])
+	EXPECT_EQ(0, kx_nl_dump(&c->nl, KCMUX_CMD_GET_MUX, &c->d));
+	EXPECT_EQ(1, c->d.n);
+	if (c->d.n != 1 || !c->d.obj[0].has[KCMUX_A_TX_PAGE_CACHE])
 		return UINT64_MAX;
-	return d->obj[0].val[KCMUX_A_TX_PAGE_CACHE];
+	return c->d.obj[0].val[KCMUX_A_TX_PAGE_CACHE];
 }
 
-TEST(nl_tx_page_cache)
+/*
+ * Sends while the peer reads nothing (the mux keeps the full pages), then
+ * has the peer read it all and waits until TCP has let go of every page.
+ */
+static void kx_cache_fill(struct __test_metadata *_metadata,
+			  struct kx_cache *c)
 {
 	static uint8_t m[KCM_TEST_HDR_LEN + KX_CACHE_LEN];
 	const uint64_t written = KX_CACHE_MSGS * sizeof(m);
-	int big = 4 * KX_MIB, kcm, bpf, i;
-	static struct kx_dump d;
+	int big = 4 * KX_MIB, i;
 	uint64_t cached;
-	long long deadline;
-	struct kx_pair p;
-	struct kx_nl nl;
 	uint32_t id;
 
-	KX_REQUIRE_KCMUX("generic netlink family kcmux");
-	kcm = kx_nl_start(_metadata, &nl, &bpf);
-	ASSERT_EQ(0, kx_pair_open(&p));
-	ASSERT_EQ(0, setsockopt(kcm, SOL_SOCKET, SO_SNDBUFFORCE, &big,
+	c->kcm = kx_nl_start(_metadata, &c->nl, &c->bpf);
+	ASSERT_EQ(0, kx_pair_open(&c->p));
+	ASSERT_EQ(0, setsockopt(c->kcm, SOL_SOCKET, SO_SNDBUFFORCE, &big,
 				sizeof(big)));
-	ASSERT_EQ(0, setsockopt(p.tcp, SOL_SOCKET, SO_SNDBUFFORCE, &big,
+	ASSERT_EQ(0, setsockopt(c->p.tcp, SOL_SOCKET, SO_SNDBUFFORCE, &big,
 				sizeof(big)));
-	ASSERT_EQ(0, setsockopt(p.peer, SOL_SOCKET, SO_RCVBUFFORCE, &big,
+	ASSERT_EQ(0, setsockopt(c->p.peer, SOL_SOCKET, SO_RCVBUFFORCE, &big,
 				sizeof(big)));
-	ASSERT_EQ(0, kx_attach_bpf(kcm, p.tcp, bpf, &id));
-	EXPECT_EQ(0u, kx_tx_page_cache(_metadata, &nl, &d));
+	ASSERT_EQ(0, kx_attach_bpf(c->kcm, c->p.tcp, c->bpf, &id));
+	EXPECT_EQ(0u, kx_tx_page_cache(_metadata, c));
 
 	for (i = 0; i < KX_CACHE_MSGS; i++) {
 		ssize_t n = kcm_test_msg(m, i, KX_CACHE_LEN);
 
-		ASSERT_EQ(n, send(kcm, m, n, MSG_DONTWAIT))
+		ASSERT_EQ(n, send(c->kcm, m, n, MSG_DONTWAIT))
 			TH_LOG("message %d: %s", i, strerror(errno));
 	}
-	cached = kx_tx_page_cache(_metadata, &nl, &d);
+	cached = kx_tx_page_cache(_metadata, c);
 	EXPECT_LT((uint64_t)KX_CACHE_KEEP, cached);
 	EXPECT_GE(written, cached);
 
 	for (i = 0; i < KX_CACHE_MSGS; i++) {
-		const char *why = kcm_read_msg(p.peer, i, KX_CACHE_LEN,
+		const char *why = kcm_read_msg(c->p.peer, i, KX_CACHE_LEN,
 					       KCM_WAIT_MS);
 
 		ASSERT_EQ(NULL, why) TH_LOG("message %d: %s", i, why);
 	}
-	ASSERT_EQ(0, kcm_wait_outq_empty(p.tcp, KCM_WAIT_MS));
+	ASSERT_EQ(0, kcm_wait_outq_empty(c->p.tcp, KCM_WAIT_MS));
+}
+
+static void kx_cache_close(struct kx_cache *c)
+{
+	kx_pair_close(&c->p);
+	close(c->kcm);
+	close(c->bpf);
+	kx_nl_close(&c->nl);
+}
+
+TEST(nl_tx_page_cache)
+{
+	static struct kx_cache c;
+	long long deadline;
+	uint64_t cached;
+
+	KX_REQUIRE_KCMUX("generic netlink family kcmux");
+	kx_cache_fill(_metadata, &c);
 
 	deadline = kcm_now_ms() + KX_CACHE_TRIM_MS;
 	do {
-		cached = kx_tx_page_cache(_metadata, &nl, &d);
+		cached = kx_tx_page_cache(_metadata, &c);
 		if (cached <= KX_CACHE_KEEP)
 			break;
 		usleep(100 * 1000);
 	} while (kcm_now_ms() < deadline);
 	EXPECT_GE((uint64_t)KX_CACHE_KEEP, cached);
 	EXPECT_LT(0u, cached);
+	kx_cache_close(&c);
+}
 
-	kx_pair_close(&p);
-	close(kcm);
-	close(bpf);
-	kx_nl_close(&nl);
+/*
+ * drop_caches runs every shrinker: the mux's must free every page TCP has
+ * let go of at once, without waiting for the trim work (which would keep
+ * four).
+ */
+TEST(nl_tx_page_cache_shrinker)
+{
+	static struct kx_cache c;
+	int fd;
+
+	KX_REQUIRE_KCMUX("generic netlink family kcmux");
+	fd = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		SKIP(return, "/proc/sys/vm/drop_caches: %s (needs root)",
+		     strerror(errno));
+	kx_cache_fill(_metadata, &c);
+	EXPECT_EQ(1, write(fd, "2", 1));
+	close(fd);
+	EXPECT_EQ(0u, kx_tx_page_cache(_metadata, &c));
+	kx_cache_close(&c);
 }
 
 /*
