@@ -5,9 +5,12 @@
  *
  * A KCM socket is on mux->rx_socks while it can take a message (receive
  * enabled and rmem below rcvbuf).  Messages go to the first socket on the
- * list, which then moves to the tail, so busy readers share the load.
- * When the list is empty, the psock parks its message and stops reading
- * from TCP, which pushes back on the peer through the TCP window.
+ * list, which moves to the tail after a turn: KCMUX_RX_STEER_BATCH of
+ * them, or fewer if whoever queued them is done first.  Busy readers share
+ * the load turn by turn, and one read of TCP, which may frame a segment of
+ * messages, wakes one reader rather than each.  When the list is empty,
+ * the psock parks its message and stops reading from TCP, which pushes
+ * back on the peer through the TCP window.
  *
  * Small messages are not queued one skb each: they are copied into the
  * "pack" at the tail of the receive queue (see struct kcmux_msg_cb), so a
@@ -36,6 +39,8 @@ static void kcmux_rfree(struct sk_buff *skb)
 #define KCMUX_PACK_SIZE		SKB_WITH_OVERHEAD(2048)
 /* Paused psocks a socket that gets room again resumes at once. */
 #define KCMUX_RX_RESUME_BATCH	4
+/* Messages a socket takes in a row while it has room (see top). */
+#define KCMUX_RX_STEER_BATCH	16
 
 static bool kcmux_rx_has_room(struct sock *sk)
 {
@@ -136,15 +141,23 @@ u32 kcmux_rx_queued(struct kcmux_sock *kcm)
 	return n;
 }
 
-/* kcm took a message: the next one goes to the socket after it. */
+/* kcm had its turn: the next message goes to the socket after it. */
 static void kcmux_rx_rotate(struct kcmux_sock *kcm)
 {
 	struct list_head *socks = &kcm->mux->rx_socks;
 
 	lockdep_assert_held(&kcm->mux->lock);
+	kcm->rx_given = 0;
 	/* Already last (a lone reader always is): spare the list a rewrite. */
 	if (!list_is_last(&kcm->rx_node, socks))
 		list_move_tail(&kcm->rx_node, socks);
+}
+
+/* kcm took a message: its turn ends after a batch of them. */
+static void kcmux_rx_given(struct kcmux_sock *kcm)
+{
+	if (++kcm->rx_given >= KCMUX_RX_STEER_BATCH)
+		kcmux_rx_rotate(kcm);
 }
 
 /*
@@ -161,9 +174,10 @@ static void kcmux_rx_charge(struct kcmux_sock *kcm, struct sk_buff *skb)
 	skb->destructor = kcmux_rfree;
 	atomic_add(skb->truesize, &sk->sk_rmem_alloc);
 	if (kcmux_rx_has_room(sk)) {
-		kcmux_rx_rotate(kcm);
+		kcmux_rx_given(kcm);
 	} else {
 		list_del_init(&kcm->rx_node);
+		kcm->rx_given = 0;
 		WRITE_ONCE(kcm->rx_ready, false);
 	}
 }
@@ -177,9 +191,9 @@ static void kcmux_rx_wake_later(struct kcmux_sock *kcm)
 }
 
 /*
- * Wakes the readers of sockets given messages since the last call.  Under
- * mux->lock, which a closing socket takes to leave rx_wake: no socket
- * here is being freed.
+ * Wakes the readers of sockets given messages since the last call, and
+ * ends those sockets' turns.  Under mux->lock, which a closing socket
+ * takes to leave rx_wake: no socket here is being freed.
  */
 void kcmux_rx_wake(struct kcmux_mux *mux)
 {
@@ -188,6 +202,8 @@ void kcmux_rx_wake(struct kcmux_mux *mux)
 	lockdep_assert_held(&mux->lock);
 	list_for_each_entry_safe(kcm, tmp, &mux->rx_wake, wake_node) {
 		list_del_init(&kcm->wake_node);
+		if (kcm->rx_ready && kcm->rx_given)
+			kcmux_rx_rotate(kcm);
 		kcm->sk.sk_data_ready(&kcm->sk);
 	}
 }
@@ -209,8 +225,8 @@ static bool kcmux_rx_enqueue_data(struct kcmux_sock *kcm, const void *data,
 	spin_lock_irqsave(&queue->lock, flags);
 	pack = kcmux_rx_tail_pack(queue, len);
 	if (pack) {
-		/* No new memory: just take our turn at the back. */
-		kcmux_rx_rotate(kcm);
+		/* No new memory: the socket's turn goes on. */
+		kcmux_rx_given(kcm);
 		kcmux_rx_pack_put(pack, data, len, psock_id);
 	} else {
 		pack = kcmux_rx_pack_alloc();
@@ -383,6 +399,7 @@ void kcmux_rx_sock_ready(struct kcmux_sock *kcm)
 		return;
 
 	kcm->rx_ready = true;
+	kcm->rx_given = 0;
 	list_add_tail(&kcm->rx_node, &mux->rx_socks);
 
 	while (kcm->rx_ready && (skb = __skb_dequeue(&mux->rx_hold)))
