@@ -222,7 +222,7 @@ struct kcmux_sock {
 	/* Under mux->lock. */
 	struct list_head rx_node;	/* mux->rx_socks while rx_ready */
 	struct list_head wake_node;	/* mux->rx_wake while owed a wakeup */
-	u32 rx_given;			/* messages since it last moved back */
+	u32 rx_given;			/* of its turn; 0 when it joins */
 	bool rx_ready;
 	bool rx_disabled;
 	bool closing;

@@ -177,7 +177,6 @@ static void kcmux_rx_charge(struct kcmux_sock *kcm, struct sk_buff *skb)
 		kcmux_rx_given(kcm);
 	} else {
 		list_del_init(&kcm->rx_node);
-		kcm->rx_given = 0;
 		WRITE_ONCE(kcm->rx_ready, false);
 	}
 }
